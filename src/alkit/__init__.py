@@ -1,0 +1,12 @@
+"""alkit: pool-based active learning on images."""
+from importlib.metadata import PackageNotFoundError, version
+
+from alkit.data import Dataset, load_dataset
+from alkit.errors import AlkitError
+
+try:
+    __version__ = version("alkit")
+except PackageNotFoundError:  # running from a source tree without installation
+    __version__ = "0.0.0"
+
+__all__ = ["AlkitError", "Dataset", "__version__", "load_dataset"]

@@ -1,0 +1,46 @@
+"""The study's reference CNN, a layer-for-layer PyTorch port of its Keras model.
+
+Conv(32)+ReLU, BN, Conv(32)+ReLU, BN, MaxPool 2, Dropout .25, Conv(64)+ReLU, BN,
+Conv(64)+ReLU, BN, Dropout .25, Flatten, Dense 512+ReLU, BN, Dropout .5, Dense(classes).
+Convolutions are 3x3 with Keras' default 'valid' padding; weights use Keras' default
+Glorot-uniform init and zero biases. At 32x32x3 with 10 classes it has 3,349,418
+trainable parameters and 1,408 BN running statistics, exactly as the Keras model.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from alkit.models.seeded import SeededDropout
+
+
+def _conv_out(size: int, n_convs: int) -> int:
+    return size - 2 * n_convs
+
+
+class ReferenceCNN(nn.Module):
+    def __init__(self, input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10) -> None:
+        super().__init__()
+        h, w, c = input_shape
+        fh, fw = _conv_out(_conv_out(h, 2) // 2, 2), _conv_out(_conv_out(w, 2) // 2, 2)
+        if fh < 1 or fw < 1:
+            raise ValueError(f"input shape {input_shape} is too small for the reference CNN (needs at least 10x10)")
+        self.input_shape = (h, w, c)
+        self.num_classes = num_classes
+        bn = dict(eps=1e-3, momentum=0.01)  # Keras BatchNormalization defaults
+        self.features = nn.Sequential(
+            nn.Conv2d(c, 32, 3), nn.ReLU(), nn.BatchNorm2d(32, **bn),
+            nn.Conv2d(32, 32, 3), nn.ReLU(), nn.BatchNorm2d(32, **bn),
+            nn.MaxPool2d(2), SeededDropout(0.25),
+            nn.Conv2d(32, 64, 3), nn.ReLU(), nn.BatchNorm2d(64, **bn),
+            nn.Conv2d(64, 64, 3), nn.ReLU(), nn.BatchNorm2d(64, **bn),
+            SeededDropout(0.25),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(64 * fh * fw, 512), nn.ReLU(), nn.BatchNorm1d(512, **bn), SeededDropout(0.5),
+            nn.Linear(512, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,53 @@
+"""Randomness inside a model drawn from explicit generators, never the global RNG."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SeededDropout(nn.Module):
+    """Inverted dropout whose masks come from ``self.generator`` when one is set.
+
+    ``torch.nn.Dropout`` always draws from the global RNG; the trainer sets a
+    per-round generator here so that dropout masks are reproducible on their own.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.generator is None or self.generator.device != x.device:
+            return nn.functional.dropout(x, self.p, training=True)
+        keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep / (1 - self.p)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    for m in model.modules():
+        if isinstance(m, SeededDropout):
+            m.generator = generator
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, generator: torch.Generator) -> None:
+    """Keras defaults: Glorot-uniform kernels, zero biases, BN gamma 1 / beta 0, fresh running stats."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            w = m.weight
+            receptive = w[0][0].numel() if w.dim() > 2 else 1
+            fan_in, fan_out = w.shape[1] * receptive, w.shape[0] * receptive
+            limit = math.sqrt(6.0 / (fan_in + fan_out))
+            w.uniform_(-limit, limit, generator=generator)
+            if m.bias is not None:
+                m.bias.zero_()
+        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_parameters()

@@ -1,6 +1,7 @@
 """alkit: pool-based active learning on images."""
 from importlib.metadata import PackageNotFoundError, version
 
+from alkit.api import demo, run, run_config
 from alkit.data import Dataset, load_dataset
 from alkit.errors import AlkitError
 
@@ -9,4 +10,4 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0"
 
-__all__ = ["AlkitError", "Dataset", "__version__", "load_dataset"]
+__all__ = ["AlkitError", "Dataset", "__version__", "demo", "load_dataset", "run", "run_config"]

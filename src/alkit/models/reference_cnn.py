@@ -5,6 +5,12 @@ Conv(64)+ReLU, BN, Dropout .25, Flatten, Dense 512+ReLU, BN, Dropout .5, Dense(c
 Convolutions are 3x3 with Keras' default 'valid' padding; weights use Keras' default
 Glorot-uniform init and zero biases. At 32x32x3 with 10 classes it has 3,349,418
 trainable parameters and 1,408 BN running statistics, exactly as the Keras model.
+
+One deliberate difference: BN running statistics update with momentum 0.1 (PyTorch's
+default) instead of Keras' 0.01 (``momentum=0.99`` in Keras' convention). With a few
+hundred optimizer steps, as on 1,000 labels, Keras' rate leaves the running statistics
+near their initial values and test accuracy near chance (measured: 0.19 vs 0.81 on
+Fashion-MNIST after 10 epochs on 1,000 labels). Pass ``bn_momentum=0.01`` for Keras' rate.
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ def _conv_out(size: int, n_convs: int) -> int:
 
 
 class ReferenceCNN(nn.Module):
-    def __init__(self, input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10) -> None:
+    def __init__(self, input_shape: tuple[int, int, int] = (32, 32, 3), num_classes: int = 10,
+                 bn_momentum: float = 0.1) -> None:
         super().__init__()
         h, w, c = input_shape
         fh, fw = _conv_out(_conv_out(h, 2) // 2, 2), _conv_out(_conv_out(w, 2) // 2, 2)
@@ -27,7 +34,7 @@ class ReferenceCNN(nn.Module):
             raise ValueError(f"input shape {input_shape} is too small for the reference CNN (needs at least 10x10)")
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
-        bn = dict(eps=1e-3, momentum=0.01)  # Keras BatchNormalization defaults
+        bn = dict(eps=1e-3, momentum=bn_momentum)
         self.features = nn.Sequential(
             nn.Conv2d(c, 32, 3), nn.ReLU(), nn.BatchNorm2d(32, **bn),
             nn.Conv2d(32, 32, 3), nn.ReLU(), nn.BatchNorm2d(32, **bn),

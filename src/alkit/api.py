@@ -1,0 +1,58 @@
+"""The Python API, mirroring the CLI: ``alkit.run(...)`` and ``alkit.demo(...)``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from alkit.loop.config import DatasetSpec, ExperimentConfig, LoopConfig
+from alkit.loop.experiment import Experiment, ModelSpec, RunResult
+from alkit.reporting.report import write_report
+from alkit.training.config import TrainConfig
+
+DEMO = dict(dataset="fashion-mnist", strategies=("random", "margin"), seeds=(0,), initial=500, query=500,
+            rounds=4, candidates=10_000, epochs=8, batch_size=128, full_data="none")
+
+
+def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str] = ("random", "margin"),
+        seeds: Sequence[int] = (0,), *, initial: int = 1000, query: int = 1000, rounds: int | None = None,
+        budget: int | None = None, candidates: int | None = None, initial_set: str = "random",
+        epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+        augment: bool = False, device: str = "auto", precision: str = "auto", warm_start: bool = False,
+        imbalance: Any = None, data_dir: str | None = None, full_data: str = "first-seed",
+        out: str | Path = "runs/alkit", model: ModelSpec = None, progress: bool = True,
+        report: bool = True) -> RunResult:
+    """Run active learning on a grid of datasets x strategies x seeds and write a report.
+
+    Returns a :class:`RunResult` whose ``rows`` hold one dict per (dataset, strategy,
+    seed, round); ``result.to_pandas()`` gives a DataFrame if pandas is installed.
+    Re-running with the same arguments and ``out`` resumes an interrupted run.
+    ``model`` is any ``torch.nn.Module`` (copied and re-initialised each round) or a
+    factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
+    """
+    names = [dataset] if isinstance(dataset, str) else list(dataset)
+    config = ExperimentConfig(
+        datasets=[DatasetSpec(name=n, data_dir=data_dir, imbalance=imbalance) for n in names],
+        strategies=list(strategies), seeds=[int(s) for s in seeds],
+        loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
+                        initial_set=initial_set),
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, augment=augment,
+                          device=device, precision=precision, warm_start=warm_start),
+        full_data=full_data, out=str(out))
+    return run_config(config, model=model, progress=progress, report=report)
+
+
+def run_config(config: ExperimentConfig, *, model: ModelSpec = None, progress: bool = True,
+               report: bool = True) -> RunResult:
+    """Run a validated :class:`ExperimentConfig` (e.g. from :func:`alkit.loop.config.load_config`)."""
+    out = Path(config.out or "runs/alkit")
+    experiment = Experiment(config, out, model=model, progress=progress)
+    result = experiment.run()
+    if report:
+        classes = {key: ds.classes for key, ds in experiment.loaded.items()}
+        result.report_path = write_report(out, classes)
+    return result
+
+
+def demo(out: str | Path = "runs/demo", progress: bool = True, **overrides: Any) -> RunResult:
+    """The README's main job: Fashion-MNIST, random vs margin, one seed, 500 -> 2,500 labels."""
+    return run(**{**DEMO, **overrides}, out=out, progress=progress)

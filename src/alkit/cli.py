@@ -1,0 +1,232 @@
+"""The ``alkit`` command line. Every user error prints one line and exits with status 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from alkit import __version__
+from alkit.errors import AlkitError, ConfigError
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        h, w, c = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not HxWxC, e.g. 32x32x3") from None
+    return h, w, c
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of integers") from None
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not WxH, e.g. 64x64") from None
+    return w, h
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from alkit.data import dataset_names
+    from alkit.strategies import strategy_names
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="fashion-mnist",
+                   help=f"dataset name(s), comma-separated: {', '.join(dataset_names())} (default: fashion-mnist)")
+    g.add_argument("--data-dir", help="local dataset folder or file (the only place looked at when given); "
+                                      "the image root for 'folder', the file for 'npz'")
+    g.add_argument("--imbalance", help="imbalance protocol for the training set, e.g. step:10 or exponential:100")
+    g = p.add_argument_group("active learning")
+    g.add_argument("--strategies", default="random,margin",
+                   help=f"comma-separated: {', '.join(strategy_names())}, or module:Class (default: random,margin)")
+    g.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, paired across strategies (default: 0)")
+    g.add_argument("--initial", type=int, default=1000, help="size of the initial labeled set (default: 1000)")
+    g.add_argument("--query", type=int, default=1000, help="labels added per round (default: 1000)")
+    g.add_argument("--rounds", type=int, help="query rounds after the initial set (default: 9)")
+    g.add_argument("--budget", type=int, help="total labels, instead of --rounds")
+    g.add_argument("--candidates", type=int,
+                   help="score only a random subsample of this many unlabeled images per round (default: the whole pool)")
+    g.add_argument("--initial-set", choices=["random", "balanced"], default="random",
+                   help="how the initial labeled set is drawn (default: random)")
+    g.add_argument("--full-data", choices=["none", "first-seed", "all-seeds"], default="first-seed",
+                   help="train the full-data reference model (default: first-seed)")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=10, help="epochs per round (default: 10)")
+    g.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
+    g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
+    g.add_argument("--warm-start", action="store_true", help="continue from last round's weights instead of retraining")
+    g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default: auto)")
+    g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="auto: bf16 where the hardware runs it natively, else fp32 (default: auto)")
+    p.add_argument("--out", default="runs/alkit", help="run folder; the same command with the same folder resumes (default: runs/alkit)")
+    p.add_argument("--no-report", action="store_true", help="skip writing the HTML/Markdown report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alkit", description="Pool-based active learning on images: query strategies, active-vs-passive "
+                                  "benchmarks with paired seeds, and a labeling app.")
+    parser.add_argument("--version", action="version", version=f"alkit {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(name: str, **kw: object) -> argparse.ArgumentParser:
+        return _add(name, parents=[common], **kw)
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
+
+    p = sub.add_parser("datasets", help="list datasets, where each was found, sizes and class counts")
+    p.add_argument("--data-dir", help="look only here")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("fetch", help="download a dataset into the cache, or import a local copy")
+    p.add_argument("name", choices=["fashion-mnist", "cifar10"])
+    p.add_argument("--source", help="a local archive to validate and copy into the cache instead of downloading")
+
+    p = sub.add_parser("model", help="print the reference CNN's Keras-style summary")
+    p.add_argument("--input-shape", type=_shape, default=(32, 32, 3), help="HxWxC (default: 32x32x3)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default: 10)")
+
+    p = sub.add_parser("run", help="run active learning on datasets x strategies x seeds")
+    _add_run_options(p)
+
+    p = sub.add_parser("experiment", help="run a grid described by a YAML or TOML config file")
+    p.add_argument("config", help="path to the config file (see configs/)")
+    p.add_argument("--out", help="run folder (overrides the config's 'out')")
+    p.add_argument("--no-report", action="store_true")
+
+    p = sub.add_parser("report", help="(re)write the HTML and Markdown report of a run folder")
+    p.add_argument("run_dir")
+
+    p = sub.add_parser("demo", help="the quick start: Fashion-MNIST, random vs margin, 500 -> 2,500 labels, 1 seed")
+    p.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo)")
+
+    from alkit.app.cli import add_label_parser
+
+    add_label_parser(sub)
+    return parser
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from alkit.data import dataset_names, describe
+
+    infos = [describe(n, Path(args.data_dir) if args.data_dir else None) for n in dataset_names()]
+    if args.json:
+        print(json.dumps(infos, indent=2))
+        return 0
+    for info in infos:
+        print(f"{info['name']}: {info['description']}")
+        found = info.get("found")
+        print(f"  found: {found if found else 'no local copy (alkit fetch ' + info['name'].split('-imb')[0] + ')'}")
+        if "error" in info:
+            print(f"  error: {info['error']}")
+        if "train" in info:
+            h, w, c = info["shape"]
+            print(f"  train: {info['train']:,}  test: {info['test']:,}  image: {h}x{w}x{c}")
+            print("  train per class: " + ", ".join(f"{k} {v:,}" for k, v in info["train_counts"].items()))
+            print("  test per class:  " + ", ".join(f"{k} {v:,}" for k, v in info["test_counts"].items()))
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from alkit.data import cifar10, fashion_mnist
+
+    if args.name == "cifar10":
+        path = cifar10.fetch(Path(args.source) if args.source else None, progress=not args.quiet)
+    else:
+        if args.source:
+            raise ConfigError("fetch fashion-mnist: --source is not supported; pass --data-dir FOLDER to commands instead")
+        path = fashion_mnist.fetch(progress=not args.quiet)["train_images"].parent
+    print(f"{args.name}: ready at {path}")
+    return 0
+
+
+def _cmd_model(args: argparse.Namespace) -> int:
+    from alkit.models import ReferenceCNN, summary
+
+    try:
+        model = ReferenceCNN(args.input_shape, args.classes)
+    except ValueError as exc:
+        raise ConfigError(f"--input-shape: {exc}") from None
+    print(summary(model, args.input_shape))
+    return 0
+
+
+def _finish(result: "object") -> int:
+    out = getattr(result, "out_dir")
+    print(f"rounds: {out / 'rounds.csv'}")
+    if getattr(result, "report_path", None):
+        print(f"report: {getattr(result, 'report_path')}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import alkit
+
+    result = alkit.run(
+        dataset=[d.strip() for d in args.dataset.split(",") if d.strip()],
+        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()], seeds=args.seeds,
+        initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
+        initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        weight_decay=args.weight_decay, augment=args.augment, device=args.device, precision=args.precision,
+        warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
+        out=args.out, progress=not args.quiet, report=not args.no_report)
+    return _finish(result)
+
+
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    import alkit
+    from alkit.loop.config import load_config
+
+    config = load_config(args.config)
+    if args.out:
+        config.out = args.out
+    return _finish(alkit.run_config(config, progress=not args.quiet, report=not args.no_report))
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from alkit.reporting.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    import alkit
+
+    return _finish(alkit.demo(out=args.out, progress=not args.quiet))
+
+
+COMMANDS = {"datasets": _cmd_datasets, "fetch": _cmd_fetch, "model": _cmd_model, "run": _cmd_run,
+            "experiment": _cmd_experiment, "report": _cmd_report, "demo": _cmd_demo}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handler = COMMANDS.get(args.command) or getattr(args, "handler", None)
+    try:
+        return int(handler(args) or 0)
+    except AlkitError as exc:
+        print(f"alkit: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("alkit: interrupted; finished rounds are saved, run the same command again to resume", file=sys.stderr)
+        return 130

@@ -1,0 +1,203 @@
+"""Experiment configuration: a grid of datasets x strategies x seeds plus loop and training options.
+
+Read from YAML or TOML (``alkit experiment grid.yaml``) or built from CLI flags; every
+field is validated up front with an error that names the file, the field and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from alkit.errors import ConfigError
+from alkit.strategies import get_strategy, strategy_names
+from alkit.training.config import TrainConfig
+
+FULL_DATA = ("none", "first-seed", "all-seeds")
+
+
+@dataclass
+class LoopConfig:
+    """How labels are acquired.
+
+    ``rounds`` query rounds follow the initial set (so ``rounds + 1`` evaluations); or give
+    ``budget``, the total number of labels, and the rounds follow. ``candidates`` scores
+    only a uniform random subsample of that many unlabeled samples per round (a speed
+    trade-off; None scores the whole pool).
+    """
+
+    initial: int = 1000
+    query: int = 1000
+    rounds: int | None = None
+    budget: int | None = None
+    candidates: int | None = None
+    initial_set: str = "random"
+
+    def n_rounds(self) -> int:
+        if self.rounds is not None:
+            return self.rounds
+        if self.budget is not None:
+            return -(-(self.budget - self.initial) // self.query) if self.query else 0
+        return 9
+
+    def final_labels(self) -> int:
+        if self.budget is not None and self.rounds is None:
+            return self.budget
+        return self.initial + self.n_rounds() * self.query
+
+    def validate(self, where: str = "loop") -> "LoopConfig":
+        for name in ("initial", "query", "rounds", "budget", "candidates"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+                raise ConfigError(f"{where}.{name}: {value!r} must be a non-negative integer")
+        if self.initial < 2:
+            raise ConfigError(f"{where}.initial: {self.initial} is too small to train on; use at least 2 labels")
+        if self.rounds is not None and self.budget is not None:
+            raise ConfigError(f"{where}: give rounds or budget, not both")
+        if self.budget is not None and self.budget < self.initial:
+            raise ConfigError(f"{where}.budget: {self.budget} is smaller than initial ({self.initial})")
+        if self.n_rounds() > 0 and self.query == 0:
+            raise ConfigError(f"{where}.query: 0 labels per round with {self.n_rounds()} rounds; set query > 0")
+        if self.candidates is not None and self.candidates < self.query:
+            raise ConfigError(f"{where}.candidates: {self.candidates} is smaller than query ({self.query})")
+        if self.initial_set not in ("random", "balanced"):
+            raise ConfigError(f"{where}.initial_set: '{self.initial_set}' is unknown; choose random or balanced")
+        return self
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    data_dir: str | None = None
+    imbalance: Any = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The name results are stored under: the dataset name, plus the imbalance if one is set."""
+        if self.imbalance is None:
+            return self.name
+        imb = self.imbalance if isinstance(self.imbalance, str) else json.dumps(self.imbalance, sort_keys=True)
+        return f"{self.name}[{imb}]"
+
+
+@dataclass
+class ExperimentConfig:
+    datasets: list[DatasetSpec]
+    strategies: list[str]
+    seeds: list[int] = field(default_factory=lambda: [0])
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    full_data: str = "first-seed"
+    out: str | None = None
+
+    def validate(self, where: str = "config") -> "ExperimentConfig":
+        if not self.datasets:
+            raise ConfigError(f"{where}: datasets is empty; name at least one (e.g. fashion-mnist)")
+        from alkit.data.registry import get_entry
+
+        for d in self.datasets:
+            try:
+                get_entry(d.name)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: datasets: {exc}") from None
+        if not self.strategies:
+            raise ConfigError(f"{where}: strategies is empty; choose from {', '.join(strategy_names())}")
+        for s in self.strategies:
+            try:
+                get_strategy(s)
+            except Exception as exc:
+                raise ConfigError(f"{where}: strategies: {exc}") from None
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ConfigError(f"{where}: strategies lists a strategy twice")
+        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers, got {self.seeds!r}")
+        if self.full_data not in FULL_DATA:
+            raise ConfigError(f"{where}: full_data '{self.full_data}' is unknown; choose {', '.join(FULL_DATA)}")
+        self.loop.validate(f"{where}: loop")
+        try:
+            self.train.validate()
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return self
+
+    def check_pool_size(self, dataset_key: str, n_train: int, where: str = "config") -> None:
+        need = self.loop.final_labels()
+        if need > n_train:
+            raise ConfigError(
+                f"{where}: loop: the budget of {need} labels (initial {self.loop.initial} + "
+                f"{self.loop.n_rounds()} rounds x {self.loop.query}) exceeds the {n_train} training images of "
+                f"{dataset_key}; lower rounds, query or budget"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def result_fingerprint(self) -> dict[str, Any]:
+        """The settings that determine results: a resumed run must match them exactly."""
+        d = self.to_dict()
+        d.pop("out", None)
+        d["train"].pop("eval_batch_size", None)
+        return d
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**data)
+
+
+def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
+    """Build and validate an :class:`ExperimentConfig` from plain data (a parsed YAML/TOML file)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the top level must be a mapping of fields")
+    data = dict(data)
+    datasets = data.pop("datasets", None)
+    if isinstance(datasets, (str, dict)):
+        datasets = [datasets]
+    if not isinstance(datasets, list):
+        raise ConfigError(f"{where}: datasets: expected a list of names or mappings")
+    specs = []
+    for i, d in enumerate(datasets):
+        if isinstance(d, str):
+            specs.append(DatasetSpec(name=d))
+        else:
+            specs.append(_build(DatasetSpec, d, f"{where}: datasets[{i}]"))
+    strategies = data.pop("strategies", None)
+    if isinstance(strategies, str):
+        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+    loop = _build(LoopConfig, data.pop("loop", {}) or {}, f"{where}: loop")
+    train = _build(TrainConfig, data.pop("train", {}) or {}, f"{where}: train")
+    try:
+        cfg = _build(ExperimentConfig, {**data, "datasets": specs, "strategies": strategies or [], "loop": loop,
+                                        "train": train}, where)
+    except TypeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return cfg.validate(where)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from exc
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            data = yaml.safe_load(text)
+        else:
+            raise ConfigError(f"{path}: unknown config format '{path.suffix}'; use .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+    return config_from_dict(data or {}, where=str(path))

@@ -1,0 +1,266 @@
+"""The experiment runner: datasets x strategies x seeds, round by round, resumable.
+
+Per (dataset, seed) every strategy starts from the same initial set and the same
+initial weights (paired seeds). Per round, the model trained on a given labeled set is
+trained once and its candidate-pool forward pass is computed once, then shared by all
+strategies whose labeled set is identical (always the case in round 0), and one
+forward pass serves all probability-based scoring of a strategy's round.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from alkit.data import Dataset, load_dataset
+from alkit.errors import RunStoreError
+from alkit.loop.config import DatasetSpec, ExperimentConfig
+from alkit.loop.oracle import Oracle, SimulatedOracle
+from alkit.loop.pool import PoolState, initial_set
+from alkit.loop.seeding import numpy_rng, torch_generator
+from alkit.metrics import classification_metrics
+from alkit.models import ReferenceCNN, resolve_device, resolve_precision
+from alkit.models.seeded import init_weights
+from alkit.storage.run_store import RunStore
+from alkit.strategies import PoolPrediction, QueryStrategy, get_strategy
+from alkit.training.trainer import Normalizer, fit, predict_logits
+
+log = logging.getLogger("alkit")
+
+ModelSpec = Callable[[tuple[int, int, int], int], nn.Module] | nn.Module | None
+
+
+@dataclass
+class RunResult:
+    """What a finished run returns: the per-round rows, the run folder and the report."""
+
+    out_dir: Path
+    rows: list[dict[str, Any]]
+    full_data: list[dict[str, Any]]
+    report_path: Path | None = None
+
+    def to_pandas(self) -> Any:
+        import pandas as pd  # optional
+
+        return pd.DataFrame([{k: v for k, v in r.items() if k not in ("per_class", "confusion", "queried")}
+                             for r in self.rows])
+
+
+@dataclass
+class _Trained:
+    model: nn.Module
+    metrics: dict[str, Any]
+    train_seconds: float
+    train_loss: float
+    prediction: PoolPrediction | None = None
+    score_seconds: float = 0.0
+
+
+class Experiment:
+    def __init__(self, config: ExperimentConfig, out_dir: str | Path, *, model: ModelSpec = None,
+                 datasets: dict[str, Dataset] | None = None, oracle_factory: Callable[[Dataset], Oracle] | None = None,
+                 progress: bool = True) -> None:
+        self.config = config.validate()
+        self.out_dir = Path(out_dir)
+        self.model_spec = model
+        self.preloaded = datasets or {}
+        self.oracle_factory = oracle_factory or (lambda ds: SimulatedOracle(ds.y_train))
+        self.progress = progress
+        self.device = resolve_device(config.train.device)
+        self.precision = resolve_precision(config.train.precision, self.device)
+        self.strategies: dict[str, QueryStrategy] = {s: get_strategy(s) for s in config.strategies}
+        self.loaded: dict[str, Dataset] = {}
+
+    # ------------------------------------------------------------------------------------------
+    def load_datasets(self) -> dict[str, Dataset]:
+        """Load every dataset of the grid and check that its pool can hold the budget, before any training."""
+        loaded = {}
+        for spec in self.config.datasets:
+            ds = self.preloaded.get(spec.key) or _load(spec, self.progress)
+            self.config.check_pool_size(spec.key, len(ds.y_train))
+            loaded[spec.key] = ds
+        return loaded
+
+    def run(self) -> RunResult:
+        datasets = self.loaded = self.load_datasets()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(self.config, self.out_dir / "config.yaml")
+        with RunStore(self.out_dir / "runs.sqlite") as store:
+            store.check_config(self.config.result_fingerprint())
+            n_rounds = self.config.loop.n_rounds()
+            total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (n_rounds + 1)
+            done = len(store.rounds())
+            with tqdm(total=total, initial=done, desc="alkit", unit="round", disable=not self.progress,
+                      dynamic_ncols=True) as bar:
+                for key, ds in datasets.items():
+                    for seed in self.config.seeds:
+                        self._run_seed(store, key, ds, seed, bar)
+                    self._full_data(store, key, ds, bar)
+            store.export_csv(self.out_dir / "rounds.csv")
+            store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
+            rows, full = store.rounds(), store.full_data()
+        return RunResult(self.out_dir, rows, full)
+
+    # ------------------------------------------------------------------------------------------
+    def _new_model(self, ds: Dataset, seed: int, round_: int) -> nn.Module:
+        spec = self.model_spec
+        if spec is None:
+            model = ReferenceCNN(ds.image_shape, ds.num_classes)
+        elif isinstance(spec, nn.Module):
+            model = copy.deepcopy(spec)
+        else:
+            model = spec(ds.image_shape, ds.num_classes)
+        init_weights(model, torch_generator(seed, round_, "init"))
+        return model.to(self.device)
+
+    def _train_eval(self, ds: Dataset, norm: Normalizer, labels: np.ndarray, labeled: np.ndarray, seed: int,
+                    round_: int, start: nn.Module | None) -> _Trained:
+        model = start if start is not None else self._new_model(ds, seed, round_)
+        t0 = time.perf_counter()
+        loss = fit(model, ds.x_train, labels, labeled, self.config.train, norm, self.device, self.precision,
+                   numpy_rng(seed, round_, "batches"), torch_generator(seed, round_, "dropout", self.device))
+        train_seconds = time.perf_counter() - t0
+        logits = predict_logits(model, ds.x_test, None, norm, self.device, self.precision,
+                                self.config.train.eval_batch_size)
+        metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
+        return _Trained(model, metrics, train_seconds, loss)
+
+    def _run_seed(self, store: RunStore, key: str, ds: Dataset, seed: int, bar: tqdm) -> None:
+        loop, n_rounds = self.config.loop, self.config.loop.n_rounds()
+        norm = Normalizer(*ds.channel_stats())
+        oracle = self.oracle_factory(ds)
+        init = store.initial_set(key, seed)
+        if init is None:
+            init = initial_set(ds.y_train, loop.initial, loop.initial_set, numpy_rng(seed, 0, "initial"))
+            store.save_initial_set(key, seed, init)
+        pools, labels, next_round, models = {}, {}, {}, {}
+        for name in self.strategies:
+            done = store.rounds(key, name, seed)
+            pool = PoolState(len(ds.y_train), init)
+            lab = np.full(len(ds.y_train), -1, dtype=np.int64)
+            lab[init] = oracle.label(init)
+            for row in done:
+                if len(row["queried"]):
+                    pool.add(row["queried"])
+                    lab[row["queried"]] = oracle.label(row["queried"])
+            pools[name], labels[name], next_round[name] = pool, lab, len(done)
+            models[name] = self._load_checkpoint(ds, key, name, seed, len(done) - 1) if done else None
+        for r in range(n_rounds + 1):
+            shared: dict[str, _Trained] = {}
+            for name, strategy in self.strategies.items():
+                if next_round[name] > r:
+                    continue
+                bar.set_description(f"{key} seed {seed} {name} round {r}/{n_rounds}")
+                pool = pools[name]
+                labeled = pool.labeled
+                reuse = hashlib.sha1(labeled.tobytes()).hexdigest() if (r == 0 or not self.config.train.warm_start) else None
+                trained = shared.get(reuse) if reuse else None
+                if trained is None:
+                    bar.set_postfix_str("train")
+                    start = copy.deepcopy(models[name]) if self.config.train.warm_start and models[name] is not None else None
+                    trained = self._train_eval(ds, norm, labels[name], labeled, seed, r, start)
+                    if reuse:
+                        shared[reuse] = trained
+                queried = np.zeros(0, dtype=np.int64)
+                select_seconds, score_seconds, n_candidates = 0.0, 0.0, 0
+                if r < n_rounds:
+                    candidates = pool.candidates(loop.candidates, numpy_rng(seed, r, "candidates"))
+                    n_candidates = len(candidates)
+                    k = min(loop.query, loop.final_labels() - pool.n_labeled)
+                    prediction = None
+                    if strategy.needs_model:
+                        if trained.prediction is None:
+                            bar.set_postfix_str("score")
+                            t0 = time.perf_counter()
+                            trained.prediction = PoolPrediction(predict_logits(
+                                trained.model, ds.x_train, candidates, norm, self.device, self.precision,
+                                self.config.train.eval_batch_size))
+                            trained.score_seconds = time.perf_counter() - t0
+                        prediction, score_seconds = trained.prediction, trained.score_seconds
+                    bar.set_postfix_str("select")
+                    t0 = time.perf_counter()
+                    queried = strategy.query(prediction, candidates, k, numpy_rng(seed, r, "ties"))
+                    select_seconds = time.perf_counter() - t0
+                    if pool.is_labeled(queried).any():
+                        raise RunStoreError(f"strategy '{name}' returned already-labeled samples")
+                    labels[name][queried] = oracle.label(queried)
+                row = {"dataset": key, "strategy": name, "seed": seed, "round": r, "n_labeled": len(labeled),
+                       **{k: v for k, v in trained.metrics.items()},
+                       "train_seconds": trained.train_seconds, "score_seconds": score_seconds,
+                       "select_seconds": select_seconds, "train_loss": trained.train_loss,
+                       "precision_used": self.precision, "n_candidates": n_candidates,
+                       "query_hist": np.bincount(labels[name][queried], minlength=ds.num_classes).tolist()}
+                if self.config.train.warm_start:
+                    self._save_checkpoint(trained.model, key, name, seed, r)
+                store.commit_round(row, queried)
+                if len(queried):
+                    pool.add(queried)
+                models[name] = trained.model
+                next_round[name] = r + 1
+                bar.update(1)
+
+    def _full_data(self, store: RunStore, key: str, ds: Dataset, bar: tqdm) -> None:
+        mode = self.config.full_data
+        seeds = [] if mode == "none" else self.config.seeds[:1] if mode == "first-seed" else self.config.seeds
+        have = {row["seed"] for row in store.full_data(key)}
+        for seed in seeds:
+            if seed in have:
+                continue
+            bar.set_description(f"{key} seed {seed} full-data reference ({len(ds.y_train)} labels)")
+            bar.set_postfix_str("train")
+            trained = self._train_eval(ds, Normalizer(*ds.channel_stats()), ds.y_train,
+                                       np.arange(len(ds.y_train)), seed, 0, None)
+            store.save_full_data({"dataset": key, "seed": seed, "n_labeled": len(ds.y_train), **trained.metrics,
+                                  "train_seconds": trained.train_seconds})
+
+    # -- warm-start checkpoints ------------------------------------------------------------
+    def _checkpoint_path(self, key: str, strategy: str, seed: int, round_: int) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{key}-{strategy}-{seed}")
+        return self.out_dir / "checkpoints" / f"{safe}-r{round_}.pt"
+
+    def _save_checkpoint(self, model: nn.Module, key: str, strategy: str, seed: int, round_: int) -> None:
+        path = self._checkpoint_path(key, strategy, seed, round_)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(model.state_dict(), tmp)
+        os.replace(tmp, path)
+        old = self._checkpoint_path(key, strategy, seed, round_ - 1)
+        if old.exists():
+            old.unlink()
+
+    def _load_checkpoint(self, ds: Dataset, key: str, strategy: str, seed: int, round_: int) -> nn.Module | None:
+        if not self.config.train.warm_start:
+            return None
+        path = self._checkpoint_path(key, strategy, seed, round_)
+        if not path.exists():
+            raise RunStoreError(f"{path}: warm-start checkpoint of the last committed round is missing; "
+                                "start a new run folder")
+        model = self._new_model(ds, seed, 0)
+        model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
+        return model
+
+
+def _load(spec: DatasetSpec, progress: bool) -> Dataset:
+    options = dict(spec.options)
+    options.setdefault("progress", progress)
+    if spec.data_dir is not None:
+        options["path"] = spec.data_dir
+    return load_dataset(spec.name, imbalance=spec.imbalance, **options)
+
+
+def _write_config(config: ExperimentConfig, path: Path) -> None:
+    import yaml
+
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    os.replace(tmp, path)

@@ -1,0 +1,169 @@
+"""The SQLite run store: one row per (dataset, strategy, seed, round), committed atomically.
+
+A round is written in a single transaction after it finishes, so a run killed at any
+moment leaves only whole rounds behind and resumes from the last one.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from alkit.errors import RunStoreError
+from alkit.metrics import METRIC_COLUMNS
+
+CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS,
+               "train_seconds", "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates"]
+JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS initial_sets (
+    dataset TEXT NOT NULL, seed INTEGER NOT NULL, indices BLOB NOT NULL, PRIMARY KEY (dataset, seed));
+CREATE TABLE IF NOT EXISTS rounds (
+    dataset TEXT NOT NULL, strategy TEXT NOT NULL, seed INTEGER NOT NULL, round INTEGER NOT NULL,
+    n_labeled INTEGER NOT NULL, {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
+    train_seconds REAL, score_seconds REAL, select_seconds REAL, train_loss REAL,
+    precision_used TEXT, n_candidates INTEGER,
+    per_class TEXT, confusion TEXT, query_hist TEXT, queried BLOB NOT NULL,
+    PRIMARY KEY (dataset, strategy, seed, round));
+CREATE TABLE IF NOT EXISTS full_data (
+    dataset TEXT NOT NULL, seed INTEGER NOT NULL, n_labeled INTEGER NOT NULL,
+    {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)}, train_seconds REAL, per_class TEXT,
+    PRIMARY KEY (dataset, seed));
+"""
+
+
+def _blob(indices: np.ndarray) -> bytes:
+    return np.asarray(indices, dtype="<i8").tobytes()
+
+
+def _unblob(blob: bytes) -> np.ndarray:
+    return np.frombuffer(blob, dtype="<i8").copy()
+
+
+class RunStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "RunStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- configuration -------------------------------------------------------------
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Store ``config`` on first use; later, refuse to continue a run made with another."""
+        text = json.dumps(config, sort_keys=True)
+        row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('config', ?)", (text,))
+        elif row[0] != text:
+            old = json.loads(row[0])
+            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            raise RunStoreError(
+                f"{self.path}: this run folder was made with a different configuration (differs in: "
+                f"{', '.join(diff)}); use a new --out folder to start a new run, or the original settings to resume"
+            )
+
+    def config(self) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- initial sets ----------------------------------------------------------------
+    def initial_set(self, dataset: str, seed: int) -> np.ndarray | None:
+        row = self._db.execute("SELECT indices FROM initial_sets WHERE dataset=? AND seed=?", (dataset, seed)).fetchone()
+        return _unblob(row[0]) if row else None
+
+    def save_initial_set(self, dataset: str, seed: int, indices: np.ndarray) -> None:
+        self._db.execute("INSERT OR IGNORE INTO initial_sets VALUES (?, ?, ?)", (dataset, seed, _blob(indices)))
+
+    # -- rounds ------------------------------------------------------------------------
+    def commit_round(self, row: dict[str, Any], queried: np.ndarray) -> None:
+        cols = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS, "train_seconds",
+                "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates"]
+        values = [row.get(c) for c in cols] + [json.dumps(row.get(c)) for c in JSON_COLUMNS] + [_blob(queried)]
+        names = cols + JSON_COLUMNS + ["queried"]
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(f"INSERT INTO rounds ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})", values)
+
+    def rounds(self, dataset: str | None = None, strategy: str | None = None, seed: int | None = None) -> list[dict[str, Any]]:
+        sql, args = "SELECT * FROM rounds WHERE 1=1", []
+        for name, value in (("dataset", dataset), ("strategy", strategy), ("seed", seed)):
+            if value is not None:
+                sql += f" AND {name}=?"
+                args.append(value)
+        cur = self._db.execute(sql + " ORDER BY dataset, strategy, seed, round", args)
+        names = [d[0] for d in cur.description]
+        out = []
+        for values in cur.fetchall():
+            row = dict(zip(names, values))
+            for c in JSON_COLUMNS:
+                row[c] = json.loads(row[c]) if row[c] is not None else None
+            row["queried"] = _unblob(row["queried"])
+            out.append(row)
+        return out
+
+    # -- full-data reference ---------------------------------------------------------------
+    def save_full_data(self, row: dict[str, Any]) -> None:
+        cols = ["dataset", "seed", "n_labeled", *METRIC_COLUMNS, "train_seconds"]
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                f"INSERT OR REPLACE INTO full_data ({', '.join(cols)}, per_class) VALUES ({', '.join('?' * (len(cols) + 1))})",
+                [row.get(c) for c in cols] + [json.dumps(row.get("per_class"))])
+
+    def full_data(self, dataset: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM full_data" + (" WHERE dataset=?" if dataset else "") + " ORDER BY dataset, seed"
+        cur = self._db.execute(sql, (dataset,) if dataset else ())
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, v)) for v in cur.fetchall()]
+        for r in rows:
+            r["per_class"] = json.loads(r["per_class"]) if r["per_class"] else None
+        return rows
+
+    # -- exports -------------------------------------------------------------------------------
+    def export_csv(self, path: Path) -> Path:
+        """Write ``rounds.csv``, the tidy one-row-per-round table."""
+        rows = self.rounds()
+        tmp = Path(path).with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.9g}" if isinstance(v, float) else v) for k, v in r.items()})
+        tmp.replace(path)
+        return Path(path)
+
+    def export_queries(self, path: Path, labels: dict[str, np.ndarray] | None = None) -> Path:
+        """Write ``queries.csv``: one line per queried sample (dataset index and its label)."""
+        tmp = Path(path).with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["dataset", "strategy", "seed", "round", "rank", "index", "label"])
+            for r in self.rounds():
+                y = labels.get(r["dataset"]) if labels else None
+                for rank, idx in enumerate(r["queried"].tolist()):
+                    w.writerow([r["dataset"], r["strategy"], r["seed"], r["round"], rank, idx,
+                                int(y[idx]) if y is not None else ""])
+        tmp.replace(path)
+        return Path(path)
+
+
+def rows_to_columns(rows: Iterable[dict[str, Any]], columns: list[str]) -> dict[str, list[Any]]:
+    rows = list(rows)
+    return {c: [r.get(c) for r in rows] for c in columns}

@@ -1,0 +1,41 @@
+"""Training options, shared by the CLI, config files and the Python API."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alkit.errors import ConfigError
+from alkit.models.device import DEVICES, PRECISIONS
+
+
+@dataclass
+class TrainConfig:
+    """How the model is trained each round.
+
+    ``precision``: ``auto`` uses bf16 autocast where the hardware runs bf16 natively and
+    fp32 elsewhere; the precision actually used is recorded with every round.
+    ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = False
+    device: str = "auto"
+    precision: str = "auto"
+    warm_start: bool = False
+    eval_batch_size: int = 1024
+
+    def validate(self) -> "TrainConfig":
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")
+        if not self.lr > 0:
+            raise ConfigError(f"train.lr: {self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"train.weight_decay: {self.weight_decay} must be >= 0")
+        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
+            raise ConfigError(f"train.device: '{self.device}' is unknown; choose auto, cpu or cuda")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"train.precision: '{self.precision}' is unknown; choose {', '.join(PRECISIONS)}")
+        return self

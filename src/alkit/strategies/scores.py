@@ -34,7 +34,7 @@ def entropy_scores(probs: np.ndarray | None = None, *, log_probs: np.ndarray | N
     if log_probs is not None:
         log_probs = np.asarray(log_probs, dtype=np.float64)
         p = np.exp(log_probs)
-        return -np.sum(np.where(p > 0, p * log_probs, 0.0), axis=1)
+        return -np.sum(p * np.where(p > 0, log_probs, 0.0), axis=1)
     if probs is None:
         raise ValueError("entropy_scores needs probs, log_probs or logits")
     p = np.asarray(probs, dtype=np.float64)

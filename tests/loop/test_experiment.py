@@ -1,0 +1,135 @@
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import alkit
+from alkit.errors import RunStoreError
+from alkit.storage.run_store import CSV_COLUMNS
+
+FAST = dict(initial=40, query=30, rounds=3, epochs=2, batch_size=32, full_data="none", progress=False)
+TIMING = {"train_seconds", "score_seconds", "select_seconds"}
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def _assert_same_results(a: Path, b: Path) -> None:
+    ra, rb = _csv(a), _csv(b)
+    assert len(ra) == len(rb) and ra
+    for x, y in zip(ra, rb):
+        for k in CSV_COLUMNS:
+            if k in TIMING:
+                continue
+            try:
+                assert abs(float(x[k]) - float(y[k])) <= 1e-6, (k, x, y)
+            except ValueError:
+                assert x[k] == y[k], (k, x, y)
+
+
+def test_run_writes_every_column_and_never_queries_labeled(small_npz: Path, tmp_path: Path) -> None:
+    res = alkit.run("npz", ["random", "margin", "entropy", "least-confidence"], seeds=[0, 1], data_dir=str(small_npz),
+                    out=tmp_path / "r", **FAST)
+    rows = _csv(tmp_path / "r" / "rounds.csv")
+    assert list(rows[0]) == CSV_COLUMNS
+    assert len(rows) == 4 * 2 * 4
+    for r in rows:
+        assert 0 <= float(r["f1_macro"]) <= 1 and 0 <= float(r["accuracy"]) <= 1
+        assert float(r["train_seconds"]) > 0 and r["precision_used"] in ("fp32", "bf16")
+    assert [int(r["n_labeled"]) for r in rows[:4]] == [40, 70, 100, 130]
+    for strategy in ("random", "margin", "entropy", "least-confidence"):
+        for seed in (0, 1):
+            seq = [r for r in res.rows if r["strategy"] == strategy and r["seed"] == seed]
+            seen: set[int] = set()
+            labeled = set(alkit.loop.experiment.RunStore(tmp_path / "r" / "runs.sqlite").initial_set("npz", seed).tolist())
+            for r in seq:
+                q = set(r["queried"].tolist())
+                assert not q & labeled and not q & seen
+                seen |= q
+    assert (tmp_path / "r" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "r" / "queries.csv").exists()
+
+
+def test_paired_seeds_share_round_zero(small_npz: Path, tmp_path: Path) -> None:
+    res = alkit.run("npz", ["random", "margin"], seeds=[3], data_dir=str(small_npz), out=tmp_path / "p", **FAST)
+    r0 = {r["strategy"]: r for r in res.rows if r["round"] == 0}
+    assert r0["random"]["f1_macro"] == r0["margin"]["f1_macro"]
+    assert r0["random"]["confusion"] == r0["margin"]["confusion"]
+    assert r0["random"]["queried"].tolist() != r0["margin"]["queried"].tolist()
+
+
+def test_rerun_is_exactly_reproducible_and_resume_is_a_noop(small_npz: Path, tmp_path: Path) -> None:
+    a = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "a", **FAST)
+    b = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", **FAST)
+    _assert_same_results(tmp_path / "a" / "rounds.csv", tmp_path / "b" / "rounds.csv")
+    again = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "a", **FAST)
+    assert len(again.rows) == len(a.rows) == len(b.rows)
+
+
+def test_resume_refuses_a_different_config(small_npz: Path, tmp_path: Path) -> None:
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", **FAST)
+    with pytest.raises(RunStoreError, match="made with a different configuration .*train"):
+        alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", **{**FAST, "epochs": 3})
+
+
+def test_warm_start_budget_candidates_and_balanced(small_npz: Path, tmp_path: Path) -> None:
+    opts = {**FAST, "rounds": None}
+    res = alkit.run("npz", ["entropy"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "w", budget=95,
+                    candidates=60, warm_start=True, initial_set="balanced", **opts)
+    assert [r["n_labeled"] for r in res.rows] == [40, 70, 95]
+    assert all(r["n_candidates"] == 60 for r in res.rows[:-1])
+    assert len(list((tmp_path / "w" / "checkpoints").glob("*.pt"))) == 1
+
+
+def test_full_data_reference_and_custom_model(small_npz: Path, tmp_path: Path) -> None:
+    def tiny(shape: tuple[int, int, int], n: int) -> nn.Module:
+        return nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], n))
+
+    res = alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "f",
+                    model=tiny, **{**FAST, "full_data": "first-seed"})
+    assert len(res.full_data) == 1 and res.full_data[0]["n_labeled"] == 400
+    assert res.full_data[0]["f1_macro"] > 0.5  # the learnable toy task is learned from all labels
+    assert "Full-data reference (400 labels" in (tmp_path / "f" / "report.md").read_text()
+
+
+def _rounds_committed(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db) as con:
+            return con.execute("SELECT COUNT(*) FROM rounds").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
+            "--strategies", "random,margin", "--seeds", "0,1", "--initial", "40", "--query", "30",
+            "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run(args + ["--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while _rounds_committed(killed / "runs.sqlite") < 4 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _rounds_committed(killed / "runs.sqlite")
+    assert 4 <= done < 20
+    out = subprocess.run(args + ["--out", str(killed)], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    _assert_same_results(tmp_path / "ref" / "rounds.csv", killed / "rounds.csv")
+    assert len(_csv(killed / "rounds.csv")) == 20

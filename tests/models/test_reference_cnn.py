@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from alkit.models import ReferenceCNN, count_parameters, resolve_device, resolve_precision, summary
+from alkit.models.seeded import SeededDropout, init_weights, set_dropout_generator
+from alkit.errors import ConfigError
+
+
+def test_parameter_counts_match_keras_model() -> None:
+    counts = count_parameters(ReferenceCNN((32, 32, 3), 10))
+    assert counts["trainable"] == 3_349_418
+    assert counts["non_trainable"] == 1_408
+
+
+def test_layer_order_and_output_shapes() -> None:
+    model = ReferenceCNN((28, 28, 1), 10).eval()
+    kinds = [type(m).__name__ for m in model.modules() if not list(m.children())]
+    assert kinds == ["Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "ReLU", "BatchNorm2d", "MaxPool2d", "SeededDropout",
+                     "Conv2d", "ReLU", "BatchNorm2d", "Conv2d", "ReLU", "BatchNorm2d", "SeededDropout",
+                     "Flatten", "Linear", "ReLU", "BatchNorm1d", "SeededDropout", "Linear"]
+    assert [m.p for m in model.modules() if isinstance(m, SeededDropout)] == [0.25, 0.25, 0.5]
+    assert model(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_summary_text() -> None:
+    text = summary(ReferenceCNN((32, 32, 3), 10), (32, 32, 3))
+    assert "Trainable params: 3,349,418" in text and "Non-trainable params: 1,408" in text
+    assert "(None, 30, 30, 32)" in text and "(None, 6400)" in text
+
+
+def test_too_small_input() -> None:
+    with pytest.raises(ValueError, match="too small"):
+        ReferenceCNN((8, 8, 1), 10)
+
+
+def test_init_is_reproducible_from_generator() -> None:
+    a, b = ReferenceCNN((28, 28, 1), 10), ReferenceCNN((28, 28, 1), 10)
+    init_weights(a, torch.Generator().manual_seed(5))
+    init_weights(b, torch.Generator().manual_seed(5))
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    init_weights(b, torch.Generator().manual_seed(6))
+    assert not torch.equal(a.classifier[1].weight, b.classifier[1].weight)
+    assert float(a.classifier[1].bias.detach().abs().sum()) == 0.0
+
+
+def test_seeded_dropout_uses_its_generator_not_global_rng() -> None:
+    drop = SeededDropout(0.5).train()
+    x = torch.ones(1000)
+    set_dropout_generator(drop, torch.Generator().manual_seed(1))
+    first = drop(x)
+    torch.manual_seed(999)
+    set_dropout_generator(drop, torch.Generator().manual_seed(1))
+    assert torch.equal(first, drop(x))
+    assert set(first.unique().tolist()) == {0.0, 2.0}
+    assert torch.equal(drop.eval()(x), x)
+
+
+def test_device_and_precision_resolution() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    with pytest.raises(ConfigError, match="device 'tpu' is unknown"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            resolve_device("cuda")

@@ -1,8 +1,125 @@
-"""``alkit label``: the labeling app's command line."""
+"""``alkit label``: open a labeling project on a folder of images and serve it; ``alkit label export``."""
 from __future__ import annotations
 
 import argparse
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from alkit.errors import ConfigError
+
+PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
+                "token", "lease_seconds", "import_csv", "import_folders", "min_labels"}
 
 
 def add_label_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    """Placeholder until the labeling app lands: registers nothing."""
+    p = sub.add_parser(
+        "label", help="label a folder of images in the browser, with the model choosing what to ask",
+        description="alkit label ROOT --classes a,b,c serves the labeling app; "
+                    "alkit label export ROOT writes labels.csv, labels.json and predictions.csv.")
+    p.add_argument("target", help="the image folder (or 'export')")
+    p.add_argument("root", nargs="?", help="with 'export': the image folder")
+    p.add_argument("--classes", help="comma-separated class names (needed for a new project)")
+    p.add_argument("--project", help="a TOML file with any of: " + ", ".join(sorted(PROJECT_KEYS)))
+    p.add_argument("--db", help="project database (default: ROOT/.alkit-labels.sqlite)")
+    p.add_argument("--strategy", default=None, help="query strategy (default: margin)")
+    p.add_argument("--retrain-every", type=int, default=None, help="retrain after this many new labels (default: 10)")
+    p.add_argument("--min-labels", type=int, default=None,
+                   help="random order until this many labels from 2+ classes exist (default: max(10, 2 x classes))")
+    p.add_argument("--budget", type=int, default=None, help="label budget shown on the page")
+    p.add_argument("--image-size", default=None, help="WxH the model sees (default: 32x32)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per retrain (default: 15)")
+    p.add_argument("--import-csv", help="import labels from a CSV with columns file,label")
+    p.add_argument("--import-folders", action="store_true", help="images in ROOT/<class>/ take that class as a label")
+    p.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; others require a token)")
+    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p.add_argument("--token", default=None, help="access token (generated when binding beyond loopback)")
+    p.add_argument("--lease-seconds", type=float, default=None, help="how long an image stays assigned (default: 300)")
+    p.add_argument("--out", help="with 'export': output folder (default: ROOT/alkit-export)")
+    p.set_defaults(handler=run_label)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if args.project:
+        path = Path(args.project)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: cannot read project file ({exc})") from exc
+        unknown = sorted(set(data) - PROJECT_KEYS)
+        if unknown:
+            raise ConfigError(f"{path}: unknown field(s) {unknown}; allowed: {sorted(PROJECT_KEYS)}")
+        opts.update(data)
+    for key in PROJECT_KEYS:
+        value = getattr(args, key, None)
+        if value not in (None, False):
+            opts[key] = value
+    if isinstance(opts.get("classes"), str):
+        opts["classes"] = [c.strip() for c in opts["classes"].split(",") if c.strip()]
+    size = opts.get("image_size", "32x32")
+    try:
+        w, h = (int(v) for v in str(size).lower().split("x")) if isinstance(size, str) else size
+    except ValueError:
+        raise ConfigError(f"--image-size: '{size}' is not WxH, e.g. 32x32") from None
+    opts["image_size"] = (w, h)
+    return opts
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def run_label(args: argparse.Namespace) -> int:
+    from alkit.app.project import LabelProject
+
+    opts = _options(args)
+    if args.target == "export":
+        if not args.root:
+            raise ConfigError("usage: alkit label export ROOT [--db DB] [--out DIR]")
+        project = LabelProject(args.root, opts.get("classes"), opts.get("db"))
+        paths = project.export(args.out or Path(args.root) / "alkit-export")
+        for p in paths.values():
+            print(p)
+        return 0
+    return serve(args.target, opts, quiet=args.quiet)
+
+
+def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
+    import uvicorn
+
+    from alkit.app.project import LabelProject
+    from alkit.app.retrain import Retrainer
+    from alkit.app.server import access_token, create_app
+    from alkit.training.config import TrainConfig
+
+    project = LabelProject(root, opts.get("classes"), opts.get("db"))
+    if opts.get("import_csv"):
+        print(f"imported {project.import_csv(opts['import_csv'])} labels from {opts['import_csv']}")
+    if opts.get("import_folders"):
+        print(f"imported {project.import_folder_labels()} labels from class folders")
+    host = opts.get("host", "127.0.0.1")
+    token = access_token(host, opts.get("token"))
+    retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
+                          retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
+                          train=TrainConfig(epochs=int(opts.get("epochs", 15)), batch_size=32))
+    if retrainer.ready() and project.model_version() == 0:
+        retrainer.request()
+    app = create_app(project, retrainer, token=token, lease_seconds=float(opts.get("lease_seconds", 300)),
+                     budget=opts.get("budget"))
+    port = int(opts.get("port") or free_port(host))
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
+    print(f"alkit label: {project.n_images()} images, {len(project.current_labels())} labeled, "
+          f"project database {project.db_path}", flush=True)
+    print(f"alkit label: open {url}", flush=True)
+    if token:
+        print(f"alkit label: access token {token} (send it as the X-Alkit-Token header)", flush=True)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning" if not quiet else "error")
+    uvicorn.Server(config).run()
+    return 0
+
+

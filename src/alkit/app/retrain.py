@@ -1,0 +1,199 @@
+"""Background retraining for the labeling app: train, evaluate honestly, re-rank the pool.
+
+The model trains on labeled images outside the held-out slice. Its quality is measured
+on labeled held-out images, which are drawn at random and never chosen by the strategy,
+so the estimate is not biased by what the strategy found hard. Labeling never waits:
+training runs in one worker thread and a finished model replaces the queue atomically.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from alkit.app.project import HOLDOUT_EVERY, LabelProject
+from alkit.data.images import read_image
+from alkit.errors import DatasetError
+from alkit.loop.seeding import numpy_rng, torch_generator
+from alkit.metrics import classification_metrics
+from alkit.models import ReferenceCNN, resolve_device, resolve_precision
+from alkit.models.seeded import init_weights
+from alkit.strategies import PoolPrediction, get_strategy
+from alkit.training.config import TrainConfig
+from alkit.training.trainer import Normalizer, fit, predict_logits
+
+log = logging.getLogger("alkit.app")
+
+
+def interleave_holdout(ranked: list[int], holdout: list[int], rng: np.random.Generator,
+                       every: int = HOLDOUT_EVERY) -> list[int]:
+    """Queue order: the strategy's ranking with a random held-out image in every ``every``-th slot."""
+    holdout = [holdout[i] for i in rng.permutation(len(holdout))]
+    out: list[int] = []
+    r = h = 0
+    while r < len(ranked) or h < len(holdout):
+        if (len(out) + 1) % every == 0 and h < len(holdout) or r >= len(ranked):
+            out.append(holdout[h])
+            h += 1
+        else:
+            out.append(ranked[r])
+            r += 1
+    return out
+
+
+class Retrainer:
+    """Owns the model of a labeling project and retrains it in a background thread.
+
+    ``min_labels``: random (cold-start) order is used until this many training labels
+    exist, covering at least two classes; default ``max(10, 2 * classes)``.
+    """
+
+    def __init__(self, project: LabelProject, strategy: str = "margin", image_size: tuple[int, int] = (32, 32),
+                 retrain_every: int = 10, min_labels: int | None = None, train: TrainConfig | None = None,
+                 seed: int = 0) -> None:
+        self.project = project
+        self.strategy_name = strategy
+        self.strategy = get_strategy(strategy)
+        self.image_size = image_size
+        self.retrain_every = retrain_every
+        self.min_labels = min_labels or max(10, 2 * len(project.classes))
+        self.train_cfg = (train or TrainConfig(epochs=15, batch_size=32)).validate()
+        self.seed = seed
+        self.device = resolve_device(self.train_cfg.device)
+        self.precision = resolve_precision(self.train_cfg.precision, self.device)
+        self._cache: dict[int, np.ndarray] = {}
+        self._lock = threading.Lock()
+        self._pending = False
+        self._thread: threading.Thread | None = None
+        self.training = False
+        self.last_error: str | None = None
+        self.labels_at_last_train = len(project.current_labels(holdout=False))
+        if not project.queue(1) and project.model_version() == 0:
+            self.cold_start_queue()
+
+    # -- scheduling ------------------------------------------------------------------------------------------
+    def cold_start_queue(self) -> None:
+        pool, holdout = self.project.unlabeled_ids()
+        rng = numpy_rng(self.seed, 0, "cold-start")
+        order = [pool[i] for i in rng.permutation(len(pool))]
+        self.project.set_queue(interleave_holdout(order, holdout, rng))
+
+    def ready(self) -> bool:
+        labels = self.project.current_labels(holdout=False)
+        return len(labels) >= self.min_labels and len(set(labels.values())) >= 2
+
+    def notify_labels(self) -> None:
+        """Called after each label: retrain once ``retrain_every`` new training labels have arrived."""
+        n = len(self.project.current_labels(holdout=False))
+        if n - self.labels_at_last_train >= self.retrain_every and self.ready():
+            self.request()
+
+    def request(self) -> None:
+        """Start a retrain now, or right after the one that is running."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                self._pending = True
+                return
+            self.training = True
+            self._thread = threading.Thread(target=self._worker, name="alkit-retrain", daemon=True)
+            self._thread.start()
+
+    def wait(self, timeout: float | None = None) -> None:
+        t = self._thread
+        if t is not None:
+            t.join(timeout)
+
+    def _worker(self) -> None:
+        while True:
+            try:
+                self.train_once()
+                self.last_error = None
+            except Exception as exc:  # keep the server alive; the page shows the error
+                log.exception("retraining failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                if not self._pending:
+                    self.training = False
+                    return
+                self._pending = False
+
+    # -- the work ---------------------------------------------------------------------------------------------------
+    def _arrays(self, ids: list[int]) -> tuple[np.ndarray, list[int]]:
+        """Decoded images for ``ids`` (cached); unreadable ones are marked corrupt and dropped."""
+        keep, arrays = [], []
+        for i in ids:
+            arr = self._cache.get(i)
+            if arr is None:
+                info = self.project.image(i)
+                try:
+                    arr = read_image(self.project.root / info["path"], self.image_size, channels=3)
+                except DatasetError as exc:
+                    self.project.mark_corrupt(i, str(exc))
+                    continue
+                self._cache[i] = arr
+            keep.append(i)
+            arrays.append(arr)
+        w, h = self.image_size
+        return (np.stack(arrays) if arrays else np.zeros((0, h, w, 3), np.uint8)), keep
+
+    def train_once(self) -> int | None:
+        """Train on the current labels, evaluate on the held-out slice, re-rank; returns the new version."""
+        if not self.ready():
+            return None
+        t0 = time.perf_counter()
+        classes = self.project.classes
+        index = {c: k for k, c in enumerate(classes)}
+        train_labels = self.project.current_labels(holdout=False)
+        x_train, train_ids = self._arrays(list(train_labels))
+        y_train = np.array([index[train_labels[i]] for i in train_ids], dtype=np.int64)
+        version_seed = self.project.model_version() + 1
+        x = x_train.reshape(-1, 3).astype(np.float64) / 255.0
+        norm = Normalizer(x.mean(0).astype(np.float32), x.std(0).astype(np.float32) + 1e-6)
+        model = ReferenceCNN((self.image_size[1], self.image_size[0], 3), len(classes))
+        init_weights(model, torch_generator(self.seed, version_seed, "init"))
+        fit(model, x_train, y_train, np.arange(len(y_train)), self.train_cfg, norm, self.device, self.precision,
+            numpy_rng(self.seed, version_seed, "batches"), torch_generator(self.seed, version_seed, "dropout"))
+        holdout_labels = self.project.current_labels(holdout=True)
+        x_hold, hold_ids = self._arrays(list(holdout_labels))
+        metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0}
+        if hold_ids:
+            y_hold = np.array([index[holdout_labels[i]] for i in hold_ids])
+            pred = predict_logits(model, x_hold, None, norm, self.device, self.precision).argmax(1)
+            m = classification_metrics(y_hold, pred, len(classes))
+            metrics.update(accuracy=m["accuracy"], f1_macro=m["f1_macro"])
+        pool, holdout = self.project.unlabeled_ids()
+        x_pool, pool = self._arrays(pool)
+        x_hpool, holdout = self._arrays(holdout)
+        ranked, scores, predictions = [], [], []
+        if pool:
+            logits = predict_logits(model, x_pool, None, norm, self.device, self.precision)
+            prediction = PoolPrediction(logits)
+            order = self.strategy.query(prediction if self.strategy.needs_model else None, np.array(pool),
+                                        len(pool), numpy_rng(self.seed, version_seed, "ties"))
+            ranked = order.tolist()
+            probs = prediction.probs
+            predictions += [(i, classes[int(p.argmax())], float(p.max())) for i, p in zip(pool, probs)]
+        if holdout:
+            hprobs = PoolPrediction(predict_logits(model, x_hpool, None, norm, self.device, self.precision)).probs
+            predictions += [(i, classes[int(p.argmax())], float(p.max())) for i, p in zip(holdout, hprobs)]
+        queue = interleave_holdout(ranked, holdout, numpy_rng(self.seed, version_seed, "holdout-order"))
+        metrics["train_seconds"] = round(time.perf_counter() - t0, 3)
+        version = self.project.add_model(len(train_ids), len(hold_ids), metrics, self.strategy_name, predictions,
+                                         queue, [float(k) for k in range(len(queue))])
+        self.labels_at_last_train = len(train_labels)
+        log.info("model v%d: %d training labels, holdout %s", version, len(train_ids), metrics)
+        return version
+
+    def status(self) -> dict[str, Any]:
+        n_train = len(self.project.current_labels(holdout=False))
+        return {"training": self.training, "error": self.last_error, "strategy": self.strategy_name,
+                "min_labels": self.min_labels, "retrain_every": self.retrain_every,
+                "cold_start": self.project.model_version() == 0,
+                "labels_until_retrain": max(0, self.retrain_every - (n_train - self.labels_at_last_train))
+                if self.ready() else max(0, self.min_labels - n_train)}
+
+

@@ -1,0 +1,133 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from alkit.app.project import LabelProject, scan_images
+from alkit.app.retrain import Retrainer, interleave_holdout
+from alkit.app.server import access_token
+from alkit.errors import LabelingError
+from alkit.training.config import TrainConfig
+from tests.app.conftest import CLASSES, write_photos
+
+
+def _project(root: Path) -> LabelProject:
+    return LabelProject(root, CLASSES)
+
+
+def test_new_project_needs_classes_and_keeps_them(photos) -> None:
+    root, _ = photos
+    with pytest.raises(LabelingError, match="a new project needs --classes"):
+        LabelProject(root)
+    p = _project(root)
+    assert p.n_images() == 200 and (root / ".alkit-labels.sqlite").exists()
+    assert LabelProject(root).classes == CLASSES
+    with pytest.raises(LabelingError, match="the project's classes are"):
+        LabelProject(root, ["cat", "dog"])
+
+
+def test_leases_are_disjoint_and_expire(photos) -> None:
+    p = _project(photos[0])
+    a = p.lease("alice", 10)
+    b = p.lease("bob", 10)
+    assert len(a) == len(b) == 10 and not {l.image_id for l in a} & {l.image_id for l in b}
+    assert [l.image_id for l in p.lease("alice", 10)] == [l.image_id for l in a]  # own leases come back
+    short = p.lease("carol", 5, lease_seconds=-1)  # already expired
+    assert {l.image_id for l in p.lease("dave", 5)} == {l.image_id for l in short}
+
+
+def test_label_on_expired_lease_is_kept_and_disagreement_recorded(photos) -> None:
+    p = _project(photos[0])
+    first = p.lease("alice", 1, lease_seconds=-1)[0]
+    again = p.lease("bob", 1)[0]
+    assert again.image_id == first.image_id
+    p.add_label(first.image_id, "coat", "alice", first.lease_id)
+    p.add_label(again.image_id, "shirt", "bob", again.lease_id)
+    rows = [r for r in p.label_rows() if r["file"] == first.path]
+    assert [(r["annotator"], r["label"]) for r in rows] == [("alice", "coat"), ("bob", "shirt")]
+    assert p.current_labels()[first.image_id] == "shirt"  # tie: the latest wins
+    p.add_label(first.image_id, "coat", "carol")
+    assert p.current_labels()[first.image_id] == "coat"  # majority
+
+
+def test_undo_and_skip(photos) -> None:
+    p = _project(photos[0])
+    items = p.lease("alice", 3)
+    p.add_label(items[0].image_id, "bag", "alice")
+    p.add_label(items[1].image_id, "boot", "alice")
+    back = p.undo("alice")
+    assert back.image_id == items[1].image_id and items[1].image_id not in p.current_labels()
+    assert p.lease("alice", 1)[0].image_id == items[1].image_id
+    p.skip(items[2].image_id, "alice")
+    assert items[2].image_id not in {l.image_id for l in p.lease("alice", 50)}
+    assert items[2].image_id in {l.image_id for l in p.lease("bob", 200)}
+    with pytest.raises(LabelingError, match="label 'cat' is not a class"):
+        p.add_label(items[0].image_id, "cat", "alice")
+
+
+def test_import_csv_validation(photos, tmp_path: Path) -> None:
+    p = _project(photos[0])
+    good = tmp_path / "good.csv"
+    good.write_text("file,label\nimg_0000.png,coat\nimg_0001.png,bag\n")
+    assert p.import_csv(good) == 2 and p.counts()["coat"] == 1
+    for text, message in [
+        ("name,label\nimg_0002.png,coat\n", "line 1: header must have the columns 'file' and 'label'"),
+        ("file,label\nimg_0002.png,cow\n", "line 2: unknown class 'cow'"),
+        ("file,label\nimg_0002.png,coat\nmissing.png,coat\n", "line 3: file 'missing.png' is not an image of this project"),
+        ("file,label\nimg_0002.png,coat,extra\n", "line 2: malformed row"),
+    ]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(text)
+        with pytest.raises(LabelingError, match=message):
+            p.import_csv(bad)
+    assert len(p.current_labels()) == 2  # a bad file imports nothing
+
+
+def test_folder_labels_and_symlinks_out_are_ignored(tmp_path: Path) -> None:
+    root, _ = write_photos(tmp_path / "p", n=20)
+    (root / "coat").mkdir()
+    os.replace(root / "img_0000.png", root / "coat" / "a.png")
+    outside, _ = write_photos(tmp_path / "outside", n=2)
+    (root / "escape.png").symlink_to(outside / "img_0000.png")
+    assert "escape.png" not in scan_images(root) and "coat/a.png" in scan_images(root)
+    p = _project(root)
+    assert p.import_folder_labels() == 1 and p.counts()["coat"] == 1
+
+
+def test_export_and_predictions(photos, tmp_path: Path) -> None:
+    root, truth = photos
+    p = _project(root)
+    for name, y in list(truth.items())[:60]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "alice")
+    r = Retrainer(p, "entropy", image_size=(28, 28), train=TrainConfig(epochs=3, batch_size=32), min_labels=20)
+    version = r.train_once()
+    assert version == 1 and p.models()[0]["n_train"] + p.models()[0]["n_holdout"] == 60
+    paths = p.export(tmp_path / "out")
+    assert paths["labels_csv"].read_text().count("\n") == 61
+    preds = paths["predictions_csv"].read_text().splitlines()
+    assert preds[0] == "file,prediction,confidence,model_version" and len(preds) == 1 + 140
+    assert '"classes"' in paths["labels_json"].read_text()
+
+
+def test_queue_interleaves_random_holdout() -> None:
+    q = interleave_holdout(list(range(10)), [100, 101], np.random.default_rng(0), every=5)
+    assert q[4] in (100, 101) and q[9] in (100, 101) and [i for i in q if i < 100] == list(range(10))
+
+
+def test_corrupt_image_is_marked_and_skipped(photos) -> None:
+    root, truth = photos
+    (root / "img_0005.png").write_bytes(b"\x89PNG broken")
+    p = _project(root)
+    for name, y in list(truth.items())[:40]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
+    r = Retrainer(p, "margin", image_size=(28, 28), train=TrainConfig(epochs=1), min_labels=10)
+    assert r.train_once() == 1
+    assert p.image_by_path("img_0005.png")["corrupt"] == 1
+
+
+def test_token_policy() -> None:
+    assert access_token("127.0.0.1", None) is None and access_token("::1", None) is None
+    assert access_token("localhost", None) is None
+    assert len(access_token("0.0.0.0", None)) > 16 and access_token("192.0.2.1", "given") == "given"
+    assert access_token("127.0.0.1", "t") == "t"

@@ -105,7 +105,7 @@ def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     token = access_token(host, opts.get("token"))
     retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
                           retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
-                          train=TrainConfig(epochs=int(opts.get("epochs", 15)), batch_size=32))
+                          train=TrainConfig(epochs=int(opts.get("epochs", 15)), batch_size=32, min_steps=150))
     if retrainer.ready() and project.model_version() == 0:
         retrainer.request()
     app = create_app(project, retrainer, token=token, lease_seconds=float(opts.get("lease_seconds", 300)),

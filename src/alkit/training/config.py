@@ -14,6 +14,9 @@ class TrainConfig:
     ``precision``: ``auto`` uses bf16 autocast where the hardware runs bf16 natively and
     fp32 elsewhere; the precision actually used is recorded with every round.
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
+    ``min_steps``: run extra epochs until at least this many optimizer steps were taken; on
+    a few dozen labels an epoch is one or two steps, too few to train at all (the labeling app
+    uses 150). 0 keeps exactly ``epochs``.
     """
 
     epochs: int = 10
@@ -25,11 +28,14 @@ class TrainConfig:
     precision: str = "auto"
     warm_start: bool = False
     eval_batch_size: int = 1024
+    min_steps: int = 0
 
     def validate(self) -> "TrainConfig":
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")
+        if self.min_steps < 0:
+            raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
         if self.weight_decay < 0:

@@ -66,7 +66,9 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     loss_fn = nn.CrossEntropyLoss()
     labels = torch.as_tensor(y, dtype=torch.long)
     last = float("nan")
-    for _ in range(cfg.epochs):
+    steps_per_epoch = max(1, sum(1 for b in range(0, len(indices), cfg.batch_size) if len(indices) - b >= 2))
+    epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
+    for _ in range(epochs):
         order = batch_rng.permutation(indices)
         total, count = 0.0, 0
         for batch in _batches(order, cfg.batch_size):

@@ -112,7 +112,7 @@ function drawCurve(points) {
     const x = n => P + (W - P - 8) * n / maxN, y = v => H - 18 - (H - 40) * v;
     html += `<polyline fill="none" stroke="#36c" stroke-width="2" points="${pts.map(p => `${x(p.n_train)},${y(p.f1_macro)}`).join(" ")}"/>`;
     html += pts.map(p => `<circle cx="${x(p.n_train)}" cy="${y(p.f1_macro)}" r="3" fill="#36c"/>`).join("");
-    html += `<text x="${P}" y="${H - 4}" font-size="10">0</text><text x="${W - 40}" y="${H - 4}" font-size="10">${maxN} labels</text>`;
+    html += `<text x="${P}" y="${H - 4}" font-size="10">0</text><text x="${W - 8}" y="${H - 4}" font-size="10" text-anchor="end">${maxN} labels</text>`;
     html += `<text x="2" y="${y(1) + 4}" font-size="10">1.0</text><text x="2" y="${y(0)}" font-size="10">0</text>`;
   }
   svg.innerHTML = html;

@@ -27,7 +27,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     warm_start: bool = False
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256
     min_steps: int = 0
 
     def validate(self) -> "TrainConfig":

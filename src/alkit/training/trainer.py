@@ -91,9 +91,9 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     return last
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def predict_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, normalizer: Normalizer,
-                   device: torch.device, precision: str, batch_size: int = 1024) -> np.ndarray:
+                   device: torch.device, precision: str, batch_size: int = 256) -> np.ndarray:
     """Logits (float32, N x classes) for ``x[indices]`` (all of ``x`` if None), in eval mode."""
     model.to(device).eval()
     n = len(x) if indices is None else len(indices)

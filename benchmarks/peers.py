@@ -1,0 +1,175 @@
+"""Time per active-learning round: alkit vs baal vs modAL (+skorch), in one process.
+
+Same model (the reference CNN), pool (Fashion-MNIST training set), strategies (margin,
+entropy), initial labels, query size, epochs, batch size and optimizer (Adam 1e-3) for
+all three. One round = train on the labeled set, predict on the unlabeled pool, score,
+select. Peers get their inputs pre-normalised as float32 (their preparation time is not
+counted); alkit converts uint8 batches on the fly. Selection agreement: the three are
+given the same trained weights and their top-k sets are compared with alkit's.
+
+    pip install -e .[bench]
+    python benchmarks/peers.py                # full pool
+    python benchmarks/peers.py --smoke        # seconds, for CI (writes nothing)
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+import alkit
+from alkit.loop.seeding import numpy_rng, torch_generator
+from alkit.models import ReferenceCNN
+from alkit.models.seeded import init_weights
+from alkit.strategies import PoolPrediction, get_strategy
+from alkit.training.config import TrainConfig
+from alkit.training.trainer import Normalizer, fit, predict_logits
+from benchmarks.common import command, commit, machine, write_section
+
+CPU = torch.device("cpu")
+
+
+def alkit_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> np.ndarray:
+    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
+    logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_size)
+    return get_strategy(strategy).query(PoolPrediction(logits), pool, k, np.random.default_rng(0))
+
+
+def baal_round(model: nn.Module, x: torch.Tensor, y: torch.Tensor, labeled, k, strategy, cfg):
+    from baal.active.dataset import ActiveLearningDataset
+    from baal.active.heuristics import Entropy, Margin
+    from baal.modelwrapper import ModelWrapper, TrainingArgs
+
+    al = ActiveLearningDataset(TensorDataset(x, y))
+    al.label(labeled.tolist())  # before any labels, pool index == dataset index
+    args = TrainingArgs(optimizer=torch.optim.Adam(model.parameters(), lr=cfg.lr), criterion=nn.CrossEntropyLoss(),
+                        batch_size=cfg.batch_size, epoch=cfg.epochs, use_cuda=False, workers=0)
+    wrapper = ModelWrapper(model, args)
+    wrapper.train_on_dataset(al)
+    preds = wrapper.predict_on_dataset(al.pool, iterations=1, verbose=False)
+    heuristic = Margin() if strategy == "margin" else Entropy()
+    ranks = heuristic(preds)[:k]
+    return al, ranks
+
+
+def baal_select(model: nn.Module, x, y, labeled, k, strategy, batch_size):
+    from baal.active.dataset import ActiveLearningDataset
+    from baal.active.heuristics import Entropy, Margin
+    from baal.modelwrapper import ModelWrapper, TrainingArgs
+
+    al = ActiveLearningDataset(TensorDataset(x, y))
+    al.label(labeled.tolist())
+    wrapper = ModelWrapper(model, TrainingArgs(batch_size=batch_size, use_cuda=False, workers=0))
+    preds = wrapper.predict_on_dataset(al.pool, iterations=1, verbose=False)
+    pool_ranks = (Margin() if strategy == "margin" else Entropy())(preds)[:k]
+    return np.flatnonzero(~al.labelled)[pool_ranks]  # pool index -> dataset index
+
+
+def modal_learner(model: nn.Module, x: np.ndarray, y: np.ndarray, labeled, strategy, cfg, train: bool):
+    from modAL.models import ActiveLearner
+    from modAL.uncertainty import entropy_sampling, margin_sampling
+    from skorch import NeuralNetClassifier
+
+    net = NeuralNetClassifier(copy.deepcopy(model), criterion=nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=cfg.lr,
+                              max_epochs=cfg.epochs, batch_size=cfg.batch_size, train_split=None, verbose=0,
+                              device="cpu")
+    query = margin_sampling if strategy == "margin" else entropy_sampling
+    if train:
+        return ActiveLearner(estimator=net, query_strategy=query, X_training=x[labeled], y_training=y[labeled])
+    net.initialize()
+    net.module_.load_state_dict(model.state_dict())
+    return ActiveLearner(estimator=net, query_strategy=query)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--initial", type=int, default=1000)
+    ap.add_argument("--query", type=int, default=1000)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--pool", type=int, default=60_000)
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.initial, args.query, args.epochs, args.pool = 100, 50, 1, 1_500
+    ds = alkit.load_dataset("fashion-mnist", progress=False)
+    ds.x_train, ds.y_train = ds.x_train[: args.pool], ds.y_train[: args.pool]
+    norm = Normalizer(*ds.channel_stats())
+    x_t = norm(ds.x_train, CPU)
+    y_t = torch.as_tensor(ds.y_train)
+    x_np, y_np = x_t.numpy(), ds.y_train
+    labeled = np.sort(numpy_rng(0, 0, "initial").choice(len(ds.y_train), args.initial, replace=False))
+    pool = np.setdiff1d(np.arange(len(ds.y_train)), labeled)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=64)
+
+    def fresh() -> nn.Module:
+        m = ReferenceCNN(ds.image_shape, 10)
+        init_weights(m, torch_generator(0, 1, "init"))
+        return m
+
+    rows = []
+    for strategy in ("margin", "entropy"):
+        t0 = time.perf_counter()
+        alkit_round(fresh(), ds, norm, labeled, pool, args.query, strategy, cfg)
+        t_alkit = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        baal_round(fresh(), x_t, y_t, labeled, args.query, strategy, cfg)
+        t_baal = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        learner = modal_learner(fresh(), x_np, y_np, labeled, strategy, cfg, train=True)
+        learner.query(x_np[pool], n_instances=args.query)
+        t_modal = time.perf_counter() - t0
+        rows.append((strategy, t_alkit, t_baal, t_modal))
+        print(rows[-1], flush=True)
+
+    trained = fresh()
+    fit(trained, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
+    trained.eval()
+    agreement = []
+    for strategy in ("margin", "entropy"):
+        ours = set(get_strategy(strategy).query(PoolPrediction(predict_logits(trained, ds.x_train, pool, norm, CPU, "fp32")),
+                                                pool, args.query, np.random.default_rng(0)).tolist())
+        theirs_baal = set(baal_select(trained, x_t, y_t, labeled, args.query, strategy, 64).tolist())
+        idx, _ = modal_learner(trained, x_np, y_np, labeled, strategy, cfg, train=False).query(x_np[pool], n_instances=args.query)
+        theirs_modal = set(pool[np.asarray(idx)].tolist())
+        agreement.append((strategy, len(ours & theirs_baal) / args.query, len(ours & theirs_modal) / args.query))
+    table = ["| strategy | alkit s/round | baal s/round | modAL s/round | baal / alkit | modAL / alkit |",
+             "|---|---|---|---|---|---|"]
+    table += [f"| {s} | {a:.1f} | {b:.1f} | {m:.1f} | {b / a:.2f}x | {m / a:.2f}x |" for s, a, b, m in rows]
+    agree = ["| strategy | top-k overlap with baal | with modAL |", "|---|---|---|"]
+    agree += [f"| {s} | {b:.1%} | {m:.1%} |" for s, b, m in agreement]
+    body = f"""## Round time vs baal and modAL
+
+Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
+Machine: {machine()}
+
+One round each: train the reference CNN from the same initial weights on {args.initial:,} labels
+({args.epochs} epochs, batch 64, Adam 1e-3), predict on the {len(pool):,}-image unlabeled pool, score,
+select {args.query:,}. baal {_version('baal')}, modAL {_version('modAL-python')}, skorch {_version('skorch')}.
+
+{chr(10).join(table)}
+
+Selection agreement given the same trained weights (top-{args.query:,} sets):
+
+{chr(10).join(agree)}
+"""
+    print(body)
+    if not args.smoke:
+        write_section("peers", body)
+
+
+def _version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+"""The benchmark scripts run end to end at tiny sizes, so they cannot rot. Timings are not checked."""
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FMNIST_DIR, require_real
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(module: str, *args: str, cwd: Path = ROOT) -> str:
+    out = subprocess.run([sys.executable, "-m", module, "--smoke", *args], cwd=cwd, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+@pytest.mark.slow
+def test_scoring_smoke() -> None:
+    require_real(FMNIST_DIR)
+    assert "Selection fidelity" in _run("benchmarks.scoring")
+
+
+@pytest.mark.slow
+def test_memory_smoke() -> None:
+    require_real(FMNIST_DIR)
+    assert "PNG files through the `folder` dataset" in _run("benchmarks.memory")
+
+
+@pytest.mark.slow
+def test_label_efficiency_smoke(tmp_path: Path) -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.label_efficiency", "--strategies", "random,margin", "--seeds", "0",
+               "--out", str(tmp_path / "le"))
+    assert "| margin | 1 |" in out and "labels to random's final F1" in out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("baal") is None or importlib.util.find_spec("modAL") is None,
+                    reason="the bench extra (baal, modAL, skorch) is not installed")
+def test_peers_smoke() -> None:
+    require_real(FMNIST_DIR)
+    assert "Selection agreement" in _run("benchmarks.peers")

@@ -10,9 +10,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from alkit.data.dataset import Dataset
-from alkit.data.files import cache_dir, download, file_digest, import_local
+from alkit.data.files import cache_dir, download, file_digest, find_or_download, import_local
 from alkit.data.safe_pickle import safe_loads
-from alkit.errors import DataNotFoundError, DatasetError
+from alkit.errors import DatasetError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -135,18 +135,8 @@ def load(data_dir: str | Path | None = None, *, download_if_missing: bool = True
          strict: bool = True, progress: bool = True) -> Dataset:
     """Load CIFAR-10. Local copies are checked on structure and counts; downloads by MD5."""
     data_dir = Path(data_dir) if data_dir is not None else None
-    path = locate(data_dir)
-    source = "local"
-    if path is None:
-        if data_dir is not None:
-            raise DataNotFoundError(f"cifar10: {data_dir} holds neither {ARCHIVE} nor {FOLDER}/")
-        if not download_if_missing:
-            raise DataNotFoundError(f"cifar10: no local copy found; {HOW_TO_GET}")
-        try:
-            path = fetch(progress=progress)
-        except DataNotFoundError as exc:
-            raise DataNotFoundError(f"cifar10: no local copy and the download failed ({exc}); {HOW_TO_GET}") from exc
-        source = "download"
+    path, source = find_or_download("cifar10", data_dir, locate, fetch, f"holds neither {ARCHIVE} nor {FOLDER}/",
+                                    HOW_TO_GET, download_if_missing, progress)
     ds = _read_batches(path, progress=progress, strict=strict)
     ds.provenance = {
         "source": source, "path": str(path),

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 
 from alkit.data.dataset import Dataset
-from alkit.data.files import cache_dir, download, file_digest
+from alkit.data.files import cache_dir, download, file_digest, find_or_download
 from alkit.data.idx import read_idx_pair
-from alkit.errors import DataNotFoundError, DatasetError
+from alkit.errors import DatasetError
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -73,21 +73,10 @@ def load(data_dir: str | Path | None = None, *, download_if_missing: bool = True
     ``strict`` checks the official counts (6,000 train and 1,000 test images per class).
     """
     data_dir = Path(data_dir) if data_dir is not None else None
-    files = locate(data_dir)
-    source = "local"
-    if files is None:
-        if data_dir is not None:
-            raise DataNotFoundError(
-                f"fashion-mnist: {data_dir} does not contain the four IDX files "
-                f"({', '.join(s for s, _ in FILES.values())}, optionally .gz)"
-            )
-        if not download_if_missing:
-            raise DataNotFoundError(f"fashion-mnist: no local copy found; {HOW_TO_GET}")
-        try:
-            files = fetch(progress=progress)
-        except DataNotFoundError as exc:
-            raise DataNotFoundError(f"fashion-mnist: no local copy and the download failed ({exc}); {HOW_TO_GET}") from exc
-        source = "download"
+    files, source = find_or_download(
+        "fashion-mnist", data_dir, locate, fetch,
+        f"does not contain the four IDX files ({', '.join(s for s, _ in FILES.values())}, optionally .gz)",
+        HOW_TO_GET, download_if_missing, progress)
     x_train, y_train = read_idx_pair(files["train_images"], files["train_labels"], len(CLASSES))
     x_test, y_test = read_idx_pair(files["test_images"], files["test_labels"], len(CLASSES))
     if strict:

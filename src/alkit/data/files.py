@@ -8,6 +8,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from platformdirs import user_cache_dir
 from tqdm.auto import tqdm
@@ -15,6 +16,7 @@ from tqdm.auto import tqdm
 from alkit.errors import DataNotFoundError, DatasetError
 
 CHUNK = 1 << 20
+T = TypeVar("T")
 
 
 def cache_dir() -> Path:
@@ -80,3 +82,24 @@ def import_local(source: Path, dest: Path) -> Path:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return dest
+
+
+def find_or_download(name: str, data_dir: Path | None, locate: Callable[[Path | None], T | None],
+                     fetch: Callable[..., T], not_in_data_dir: str, how_to_get: str,
+                     download_if_missing: bool, progress: bool) -> tuple[T, str]:
+    """The local copy (``"local"``) or, failing that, a verified download (``"download"``).
+
+    A given ``data_dir`` is the only place looked at; offline with no copy, one clear error
+    says how to get the data.
+    """
+    found = locate(data_dir)
+    if found is not None:
+        return found, "local"
+    if data_dir is not None:
+        raise DataNotFoundError(f"{name}: {data_dir} {not_in_data_dir}")
+    if not download_if_missing:
+        raise DataNotFoundError(f"{name}: no local copy found; {how_to_get}")
+    try:
+        return fetch(progress=progress), "download"
+    except DataNotFoundError as exc:
+        raise DataNotFoundError(f"{name}: no local copy and the download failed ({exc}); {how_to_get}") from exc

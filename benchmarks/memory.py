@@ -45,7 +45,7 @@ class PeakSampler:
         while not self._stop.wait(0.05):
             self.peak = max(self.peak, rss_anon_mib())
 
-    def __enter__(self) -> "PeakSampler":
+    def __enter__(self) -> PeakSampler:
         self._thread.start()
         return self
 

@@ -165,11 +165,11 @@ def _cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(result: "object") -> int:
-    out = getattr(result, "out_dir")
+def _finish(result: object) -> int:
+    out = result.out_dir
     print(f"rounds: {out / 'rounds.csv'}")
     if getattr(result, "report_path", None):
-        print(f"report: {getattr(result, 'report_path')}")
+        print(f"report: {result.report_path}")
     return 0
 
 

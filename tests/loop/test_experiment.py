@@ -7,9 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from torch import nn
 
 import alkit

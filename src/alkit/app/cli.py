@@ -13,7 +13,7 @@ PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_s
                 "token", "lease_seconds", "import_csv", "import_folders", "min_labels"}
 
 
-def add_label_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "label", help="label a folder of images in the browser, with the model choosing what to ask",
         description="alkit label ROOT --classes a,b,c serves the labeling app; "

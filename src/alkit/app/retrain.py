@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -168,7 +167,7 @@ class Retrainer:
         pool, holdout = self.project.unlabeled_ids()
         x_pool, pool = self._arrays(pool)
         x_hpool, holdout = self._arrays(holdout)
-        ranked, scores, predictions = [], [], []
+        ranked, predictions = [], []
         if pool:
             logits = predict_logits(model, x_pool, None, norm, self.device, self.precision)
             prediction = PoolPrediction(logits)

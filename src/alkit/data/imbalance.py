@@ -28,7 +28,7 @@ class Imbalance:
     seed: int = 0
 
     @classmethod
-    def parse(cls, spec: "Imbalance | dict[str, Any] | str") -> "Imbalance":
+    def parse(cls, spec: Imbalance | dict[str, Any] | str) -> Imbalance:
         """From a dict, an ``Imbalance``, or a string such as ``step:10`` or ``exponential:100``."""
         if isinstance(spec, Imbalance):
             imb = spec
@@ -70,7 +70,7 @@ class Imbalance:
         return np.minimum(counts, np.floor(n_max * self.ratio ** (-exps)).astype(np.int64))
 
 
-def apply_imbalance(ds: Dataset, spec: "Imbalance | dict[str, Any] | str") -> Dataset:
+def apply_imbalance(ds: Dataset, spec: Imbalance | dict[str, Any] | str) -> Dataset:
     """Return a new dataset whose training set follows the imbalance protocol."""
     imb = Imbalance.parse(spec)
     counts = np.bincount(ds.y_train, minlength=ds.num_classes)

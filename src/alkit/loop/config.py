@@ -50,7 +50,7 @@ class LoopConfig:
             return self.budget
         return self.initial + self.n_rounds() * self.query
 
-    def validate(self, where: str = "loop") -> "LoopConfig":
+    def validate(self, where: str = "loop") -> LoopConfig:
         for name in ("initial", "query", "rounds", "budget", "candidates"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -96,7 +96,7 @@ class ExperimentConfig:
     full_data: str = "first-seed"
     out: str | None = None
 
-    def validate(self, where: str = "config") -> "ExperimentConfig":
+    def validate(self, where: str = "config") -> ExperimentConfig:
         if not self.datasets:
             raise ConfigError(f"{where}: datasets is empty; name at least one (e.g. fashion-mnist)")
         from alkit.data.registry import get_entry

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -34,8 +33,6 @@ from alkit.models.seeded import init_weights
 from alkit.storage.run_store import RunStore
 from alkit.strategies import PoolPrediction, QueryStrategy, get_strategy
 from alkit.training.trainer import Normalizer, fit, predict_logits
-
-log = logging.getLogger("alkit")
 
 ModelSpec = Callable[[tuple[int, int, int], int], nn.Module] | nn.Module | None
 

@@ -9,7 +9,7 @@ import csv
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class RunStore:
     def close(self) -> None:
         self._db.close()
 
-    def __enter__(self) -> "RunStore":
+    def __enter__(self) -> RunStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -163,7 +163,3 @@ class RunStore:
         tmp.replace(path)
         return Path(path)
 
-
-def rows_to_columns(rows: Iterable[dict[str, Any]], columns: list[str]) -> dict[str, list[Any]]:
-    rows = list(rows)
-    return {c: [r.get(c) for r in rows] for c in columns}

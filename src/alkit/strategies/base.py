@@ -14,6 +14,7 @@ import numpy as np
 from scipy.special import log_softmax
 
 from alkit.errors import StrategyError
+from alkit.strategies.scores import top_k
 
 
 @dataclass
@@ -64,9 +65,7 @@ class ScoreBasedStrategy(QueryStrategy):
 
     def query(self, prediction: PoolPrediction | None, candidates: np.ndarray, k: int,
               rng: np.random.Generator) -> np.ndarray:
-        from alkit.strategies.scores import top_k
-
-        _check_query_args(candidates, k)
+        check_query_args(candidates, k)
         if prediction is None:
             raise StrategyError(f"strategy '{self.name}' needs the model's predictions on the candidates")
         if len(prediction.logits) != len(candidates):
@@ -76,7 +75,7 @@ class ScoreBasedStrategy(QueryStrategy):
         return candidates[top_k(self.score(prediction), k, rng)]
 
 
-def _check_query_args(candidates: np.ndarray, k: int) -> None:
+def check_query_args(candidates: np.ndarray, k: int) -> None:
     if k < 0:
         raise StrategyError(f"query size k={k} must be >= 0")
     if candidates.ndim != 1:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alkit.strategies.base import PoolPrediction, QueryStrategy, ScoreBasedStrategy, _check_query_args, register_strategy
+from alkit.strategies.base import PoolPrediction, QueryStrategy, ScoreBasedStrategy, check_query_args, register_strategy
 from alkit.strategies.scores import entropy_scores, least_confidence_scores, margin_scores
 
 
@@ -16,7 +16,7 @@ class RandomSampling(QueryStrategy):
 
     def query(self, prediction: PoolPrediction | None, candidates: np.ndarray, k: int,
               rng: np.random.Generator) -> np.ndarray:
-        _check_query_args(candidates, k)
+        check_query_args(candidates, k)
         k = min(k, len(candidates))
         return candidates[rng.choice(len(candidates), size=k, replace=False)] if k else candidates[:0]
 

@@ -30,7 +30,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     min_steps: int = 0
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")

@@ -8,10 +8,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
+T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
@@ -41,14 +42,14 @@ def commit() -> str:
         return "unknown"
 
 
-def best_of(fn: Callable[[], object], repeats: int) -> float:
-    """The fastest of ``repeats`` timed calls (the least disturbed by other load on a shared machine)."""
+def best_of(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """The fastest of ``repeats`` timed calls (the least disturbed by other load), and the last result."""
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         times.append(time.perf_counter() - t0)
-    return min(times)
+    return min(times), result
 
 
 def write_section(name: str, body: str) -> None:

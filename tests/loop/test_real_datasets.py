@@ -17,7 +17,7 @@ def test_run_on_real_dataset(dataset: str, data: Path, tmp_path: Path) -> None:
     require_real(data)
     out = subprocess.run(
         [sys.executable, "-m", "alkit", "run", "--dataset", dataset, "--data-dir", str(data),
-         "--strategies", "random,entropy", "--initial", "200", "--query", "100", "--rounds", "1", "--epochs", "2",
+         "--strategies", "random,entropy", "--initial", "200", "--query", "100", "--rounds", "1", "--epochs", "10",
          "--candidates", "2000", "--full-data", "none", "--out", str(tmp_path / "run"), "-q"],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -29,7 +29,7 @@ def test_run_on_real_dataset(dataset: str, data: Path, tmp_path: Path) -> None:
         assert int(r["n_labeled"]) in (200, 300)
         for col in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"):
             assert 0.0 <= float(r[col]) <= 1.0
-        assert float(r["accuracy"]) > 0.12  # above chance (0.10) after 2 epochs on 200+ labels
+        assert float(r["accuracy"]) > 0.12  # above chance (0.10) after 10 epochs (40+ steps) on 200+ labels
         assert float(r["train_seconds"]) > 0 and float(r["score_seconds"]) >= 0 and float(r["select_seconds"]) >= 0
     entropy_r0 = next(r for r in rows if r["strategy"] == "entropy" and r["round"] == "0")
     random_r0 = next(r for r in rows if r["strategy"] == "random" and r["round"] == "0")

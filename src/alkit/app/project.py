@@ -187,8 +187,8 @@ class LabelProject:
             if row is None:
                 return None
             db.execute("UPDATE labels SET undone=1 WHERE id=?", (row[0],))
-            lease = Lease(row[1], self.image(row[1])["path"], uuid.uuid4().hex, time.time() + lease_seconds,
-                          bool(self.image(row[1])["holdout"]))
+            image = self.image(row[1])
+            lease = Lease(row[1], image["path"], uuid.uuid4().hex, time.time() + lease_seconds, bool(image["holdout"]))
             db.execute("INSERT OR REPLACE INTO leases VALUES (?, ?, ?, ?, 1)",
                        (lease.image_id, annotator, lease.lease_id, lease.expires))
             return lease

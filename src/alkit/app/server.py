@@ -70,12 +70,15 @@ def create_app(project: LabelProject, retrainer: Retrainer, token: str | None = 
     def _matches(candidate: str | None) -> bool:
         return candidate is not None and hmac.compare_digest(candidate.encode(), (token or "").encode())
 
+    def header_tokens(request: Request) -> tuple[str | None, str | None]:
+        """The token from our header and from an ``Authorization: Bearer`` header."""
+        auth = request.headers.get("authorization", "")
+        return request.headers.get(TOKEN_HEADER), (auth[7:] if auth.lower().startswith("bearer ") else None)
+
     def check_read(request: Request) -> None:
         if token is None:
             return
-        auth = request.headers.get("authorization", "")
-        bearer = auth[7:] if auth.lower().startswith("bearer ") else None
-        for candidate in (request.headers.get(TOKEN_HEADER), bearer, request.cookies.get("alkit_token"),
+        for candidate in (*header_tokens(request), request.cookies.get("alkit_token"),
                           request.query_params.get("token")):
             if _matches(candidate):
                 return
@@ -84,9 +87,7 @@ def create_app(project: LabelProject, retrainer: Retrainer, token: str | None = 
     def check_write(request: Request) -> None:
         if token is None:
             return
-        auth = request.headers.get("authorization", "")
-        bearer = auth[7:] if auth.lower().startswith("bearer ") else None
-        if not (_matches(request.headers.get(TOKEN_HEADER)) or _matches(bearer)):
+        if not any(_matches(candidate) for candidate in header_tokens(request)):
             raise HTTPException(401, f"state-changing requests need the access token in the {TOKEN_HEADER} header")
 
     @app.exception_handler(LabelingError)

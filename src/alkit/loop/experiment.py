@@ -100,9 +100,10 @@ class Experiment:
             with tqdm(total=total, initial=done, desc="alkit", unit="round", disable=not self.progress,
                       dynamic_ncols=True) as bar:
                 for key, ds in datasets.items():
+                    norm = Normalizer(*ds.channel_stats())
                     for seed in self.config.seeds:
-                        self._run_seed(store, key, ds, seed, bar)
-                    self._full_data(store, key, ds, bar)
+                        self._run_seed(store, key, ds, norm, seed, bar)
+                    self._full_data(store, key, ds, norm, bar)
             store.export_csv(self.out_dir / "rounds.csv")
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
             rows, full = store.rounds(), store.full_data()
@@ -132,9 +133,8 @@ class Experiment:
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
         return _Trained(model, metrics, train_seconds, loss)
 
-    def _run_seed(self, store: RunStore, key: str, ds: Dataset, seed: int, bar: tqdm) -> None:
+    def _run_seed(self, store: RunStore, key: str, ds: Dataset, norm: Normalizer, seed: int, bar: tqdm) -> None:
         loop, n_rounds = self.config.loop, self.config.loop.n_rounds()
-        norm = Normalizer(*ds.channel_stats())
         oracle = self.oracle_factory(ds)
         init = store.initial_set(key, seed)
         if init is None:
@@ -192,7 +192,7 @@ class Experiment:
                         raise RunStoreError(f"strategy '{name}' returned already-labeled samples")
                     labels[name][queried] = oracle.label(queried)
                 row = {"dataset": key, "strategy": name, "seed": seed, "round": r, "n_labeled": len(labeled),
-                       **{k: v for k, v in trained.metrics.items()},
+                       **trained.metrics,
                        "train_seconds": trained.train_seconds, "score_seconds": score_seconds,
                        "select_seconds": select_seconds, "train_loss": trained.train_loss,
                        "precision_used": self.precision, "n_candidates": n_candidates,
@@ -206,7 +206,7 @@ class Experiment:
                 next_round[name] = r + 1
                 bar.update(1)
 
-    def _full_data(self, store: RunStore, key: str, ds: Dataset, bar: tqdm) -> None:
+    def _full_data(self, store: RunStore, key: str, ds: Dataset, norm: Normalizer, bar: tqdm) -> None:
         mode = self.config.full_data
         seeds = [] if mode == "none" else self.config.seeds[:1] if mode == "first-seed" else self.config.seeds
         have = {row["seed"] for row in store.full_data(key)}
@@ -215,7 +215,7 @@ class Experiment:
                 continue
             bar.set_description(f"{key} seed {seed} full-data reference ({len(ds.y_train)} labels)")
             bar.set_postfix_str("train")
-            trained = self._train_eval(ds, Normalizer(*ds.channel_stats()), ds.y_train,
+            trained = self._train_eval(ds, norm, ds.y_train,
                                        np.arange(len(ds.y_train)), seed, 0, None)
             store.save_full_data({"dataset": key, "seed": seed, "n_labeled": len(ds.y_train), **trained.metrics,
                                   "train_seconds": trained.train_seconds})

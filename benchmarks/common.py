@@ -65,4 +65,6 @@ def write_section(name: str, body: str) -> None:
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]])
+    """The command line that reproduces this run, from the repository root."""
+    module = os.path.relpath(sys.argv[0], ROOT).removesuffix(".py").replace(os.sep, ".")
+    return "python -m " + " ".join([module, *sys.argv[1:]])

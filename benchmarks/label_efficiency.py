@@ -3,11 +3,11 @@
 Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random initial labels,
 +1,000 per round, all four strategies and the full-data reference (first seed).
 
-    python benchmarks/label_efficiency.py --dataset fashion-mnist --seeds 0,1,2 --max-labels 10000
-    python benchmarks/label_efficiency.py --dataset fashion-mnist-imbalanced --seeds 0,1,2
-    python benchmarks/label_efficiency.py --dataset cifar10 --seeds 0,1,2 --augment
-    python benchmarks/label_efficiency.py --from-run runs/fmnist   # summarise an existing run folder
-    python benchmarks/label_efficiency.py --smoke                   # seconds, for CI (writes nothing)
+    python -m benchmarks.label_efficiency --dataset fashion-mnist --seeds 0,1,2 --max-labels 10000
+    python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
+    python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --augment
+    python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
+    python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def summarise(run_dir: Path) -> str:
     loop, train = config.get("loop", {}), config.get("train", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
                 f"candidates {loop.get('candidates') or 'whole pool'}, epochs {train.get('epochs')}, batch "
-                f"{train.get('batch_size')}, lr {train.get('lr')}, augment {train.get('augment')}, seeds {config.get('seeds')}")
+                f"{train.get('batch_size')}, lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), augment {train.get('augment')}, seeds {config.get('seeds')}")
     return f"Run folder `{run_dir}` ({settings}).\n\n" + "\n".join(out)
 
 
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=None)
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)
@@ -102,6 +103,7 @@ def main() -> None:
     else:
         kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
+                                  lr_schedule=args.lr_schedule,
                                   augment=args.augment, full_data=args.full_data)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, full_data="none")

@@ -3,8 +3,8 @@
 Peak RSS "beyond the memmap" is the peak of anonymous memory (RssAnon): pages of the
 memmapped file are page cache that the kernel can drop, so they are not counted.
 
-    python benchmarks/memory.py                      # 1,000,000-image memmap + 100,000 PNG files
-    python benchmarks/memory.py --smoke              # seconds, for CI (writes nothing)
+    python -m benchmarks.memory                      # 1,000,000-image memmap + 100,000 PNG files
+    python -m benchmarks.memory --smoke              # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
 

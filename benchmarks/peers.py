@@ -8,8 +8,8 @@ counted); alkit converts uint8 batches on the fly. Selection agreement: the thre
 given the same trained weights and their top-k sets are compared with alkit's.
 
     pip install -e .[bench]
-    python benchmarks/peers.py                # full pool
-    python benchmarks/peers.py --smoke        # seconds, for CI (writes nothing)
+    python -m benchmarks.peers                # full pool
+    python -m benchmarks.peers --smoke        # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
 

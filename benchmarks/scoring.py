@@ -4,8 +4,8 @@ Both score the same images with the same trained weights in the same process; ea
 optimisation is measured on its own, and the fast path's top-1000 selections are
 compared with the fp32 baseline's (selection fidelity) for margin and entropy.
 
-    python benchmarks/scoring.py                 # 60,000-image Fashion-MNIST pool
-    python benchmarks/scoring.py --smoke         # a few seconds, for CI (writes nothing)
+    python -m benchmarks.scoring                 # 60,000-image Fashion-MNIST pool
+    python -m benchmarks.scoring --smoke         # a few seconds, for CI (writes nothing)
 """
 from __future__ import annotations
 

@@ -28,9 +28,14 @@ def test_summary_text() -> None:
     assert "(None, 30, 30, 32)" in text and "(None, 6400)" in text
 
 
-def test_too_small_input() -> None:
-    with pytest.raises(ValueError, match="too small"):
-        ReferenceCNN((8, 8, 1), 10)
+@pytest.mark.parametrize("shape", [(8, 8, 1), (13, 13, 1), (32, 13, 3)])
+def test_too_small_input(shape) -> None:
+    with pytest.raises(ValueError, match="needs at least 14x14"):
+        ReferenceCNN(shape, 10)
+
+
+def test_smallest_input_builds_and_runs() -> None:
+    assert ReferenceCNN((14, 14, 1), 3).eval()(torch.zeros(2, 1, 14, 14)).shape == (2, 3)
 
 
 def test_init_is_reproducible_from_generator() -> None:

@@ -31,7 +31,7 @@ class ReferenceCNN(nn.Module):
         h, w, c = input_shape
         fh, fw = _conv_out(_conv_out(h, 2) // 2, 2), _conv_out(_conv_out(w, 2) // 2, 2)
         if fh < 1 or fw < 1:
-            raise ValueError(f"input shape {input_shape} is too small for the reference CNN (needs at least 10x10)")
+            raise ValueError(f"input shape {input_shape} is too small for the reference CNN (needs at least 14x14)")
         self.input_shape = (h, w, c)
         self.num_classes = num_classes
         bn = dict(eps=1e-3, momentum=bn_momentum)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from alkit.errors import ConfigError
 from alkit.models.device import DEVICES, PRECISIONS
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class TrainConfig:
@@ -14,6 +16,8 @@ class TrainConfig:
     ``precision``: ``auto`` uses bf16 autocast where the hardware runs bf16 natively and
     fp32 elsewhere; the precision actually used is recorded with every round.
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
+    ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
+    to 0 over the round's training, which lets a round end at a well-converged model.
     ``min_steps``: run extra epochs until at least this many optimizer steps were taken; on
     a few dozen labels an epoch is one or two steps, too few to train at all (the labeling app
     uses 150). 0 keeps exactly ``epochs``.
@@ -29,6 +33,7 @@ class TrainConfig:
     warm_start: bool = False
     eval_batch_size: int = 256
     min_steps: int = 0
+    lr_schedule: str = "cosine"
 
     def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -38,6 +43,8 @@ class TrainConfig:
             raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.lr_schedule: '{self.lr_schedule}' is unknown; choose {', '.join(LR_SCHEDULES)}")
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay: {self.weight_decay} must be >= 0")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

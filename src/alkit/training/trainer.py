@@ -56,18 +56,27 @@ def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:
         yield indices[start:start + size]
 
 
+def build_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
+                    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Adam with ``cfg``'s learning rate and weight decay, and the per-step schedule (None if constant)."""
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.lr_schedule == "cosine":
+        return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
+    return opt, None
+
+
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg: TrainConfig,
         normalizer: Normalizer, device: torch.device, precision: str,
         batch_rng: np.random.Generator, torch_gen: torch.Generator) -> float:
     """Train ``model`` in place with Adam on ``x[indices]``; return the last epoch's mean loss."""
     model.to(device).train()
     set_dropout_generator(model, torch_gen)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = nn.CrossEntropyLoss()
     labels = torch.as_tensor(y, dtype=torch.long)
     last = float("nan")
     steps_per_epoch = max(1, sum(1 for b in range(0, len(indices), cfg.batch_size) if len(indices) - b >= 2))
     epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
+    opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
     for _ in range(epochs):
         order = batch_rng.permutation(indices)
         total, count = 0.0, 0
@@ -84,6 +93,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if schedule is not None:
+                schedule.step()
             total += float(loss.detach()) * len(batch)
             count += len(batch)
         last = total / max(count, 1)

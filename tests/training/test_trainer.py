@@ -1,0 +1,149 @@
+"""Training: config validation, optimizer schedule, fit, augmentation and prediction on small arrays."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from alkit.errors import ConfigError
+from alkit.models.reference_cnn import ReferenceCNN
+from alkit.models.seeded import init_weights
+from alkit.training.config import TrainConfig
+from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, fit, predict_logits
+
+CPU = torch.device("cpu")
+
+
+def _quadrant_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """16x16 grey images whose class (0-3) is the bright quadrant: learnable in a few dozen steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    x = rng.integers(0, 60, (n, 16, 16, 1)).astype(np.uint8)
+    for i, c in enumerate(y):
+        r, k = divmod(int(c), 2)
+        x[i, r * 8:(r + 1) * 8, k * 8:(k + 1) * 8] += 180
+    return x, y.astype(np.int64)
+
+
+def _model(seed: int = 0) -> ReferenceCNN:
+    m = ReferenceCNN((16, 16, 1), 4)
+    init_weights(m, torch.Generator().manual_seed(seed))
+    return m
+
+
+def _fit(model, x, y, cfg, seed=0, indices=None):
+    norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
+    idx = np.arange(len(x)) if indices is None else indices
+    return fit(model, x, y, idx, cfg, norm, CPU, "fp32", np.random.default_rng(seed),
+               torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
+                                         ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
+                                         ("lr_schedule", "step"), ("precision", "fp8"), ("device", "tpu")])
+def test_config_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ConfigError, match=f"train.{field}"):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_cosine_schedule_anneals_to_zero_and_constant_keeps_lr():
+    model = _model()
+    opt, schedule = build_optimizer(model, TrainConfig(lr=0.01, lr_schedule="cosine"), total_steps=10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert lrs[0] == pytest.approx(0.01)
+    assert lrs[5] == pytest.approx(0.005)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    constant = TrainConfig(lr=0.01, lr_schedule="constant", weight_decay=0.1)
+    opt, schedule = build_optimizer(model, constant, total_steps=10)
+    assert schedule is None
+    assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["weight_decay"] == 0.1
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_fit_learns_a_separable_task(schedule):
+    x, y = _quadrant_data(256)
+    xt, yt = _quadrant_data(128, seed=1)
+    model = _model()
+    loss = _fit(model, x, y, TrainConfig(epochs=4, batch_size=32, lr_schedule=schedule))
+    norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
+    acc = (predict_logits(model, xt, None, norm, CPU, "fp32").argmax(1) == yt).mean()
+    assert loss < 0.5
+    assert acc > 0.9
+
+
+def test_fit_is_reproducible_from_its_generators_and_seed_sensitive():
+    x, y = _quadrant_data(64)
+    cfg = TrainConfig(epochs=2, batch_size=16)
+    a, b, c = _model(), _model(), _model()
+    _fit(a, x, y, cfg, seed=3)
+    _fit(b, x, y, cfg, seed=3)
+    _fit(c, x, y, cfg, seed=4)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.equal(pa, pb)
+    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+def _count_steps(model, x, y, cfg, indices=None) -> int:
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    _fit(model, x, y, cfg, indices=indices)
+    handle.remove()
+    return len(calls)
+
+
+def test_min_steps_adds_epochs_and_single_sample_batches_are_skipped():
+    x, y = _quadrant_data(10)
+    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4)) == 3
+    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4, min_steps=10)) == 12
+    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4), indices=np.arange(9)) == 2
+
+
+def test_fit_trains_only_on_the_given_indices():
+    x, y = _quadrant_data(40)
+    seen = []
+    model = _model()
+    handle = model.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
+    _fit(model, x, y, TrainConfig(epochs=3, batch_size=64), indices=np.array([0, 5, 7, 11, 30]))
+    handle.remove()
+    assert seen == [5, 5, 5]
+
+
+def test_normalizer_standardises_and_orders_channels():
+    norm = Normalizer(np.array([0.5, 0.0, 1.0], np.float32), np.array([0.5, 1.0, 0.25], np.float32))
+    batch = np.full((2, 3, 4, 3), 255, np.uint8)
+    out = norm(batch, CPU)
+    assert out.shape == (2, 3, 3, 4) and out.dtype == torch.float32
+    assert torch.allclose(out[:, 0], torch.tensor(1.0)) and torch.allclose(out[:, 1], torch.tensor(1.0))
+    assert torch.allclose(out[:, 2], torch.tensor(0.0))
+    assert norm(batch, CPU, channels_last=True).is_contiguous(memory_format=torch.channels_last)
+
+
+def test_augment_batch_shifts_and_flips_reproducibly():
+    x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
+    a = augment_batch(x, torch.Generator().manual_seed(0))
+    b = augment_batch(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and torch.equal(a, b)
+    outs = {augment_batch(x, torch.Generator().manual_seed(s))[0].sum().item() for s in range(20)}
+    assert len(outs) > 1
+    const = torch.full((3, 2, 5, 5), 7.0)
+    assert torch.equal(augment_batch(const, torch.Generator().manual_seed(1)), const)
+
+
+def test_predict_logits_matches_subsets_and_runs_in_eval_mode():
+    x, _ = _quadrant_data(50)
+    norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
+    model = _model().train()
+    full = predict_logits(model, x, None, norm, CPU, "fp32", batch_size=7)
+    again = predict_logits(model, x, None, norm, CPU, "fp32", batch_size=50)
+    idx = np.array([49, 3, 17])
+    sub = predict_logits(model, x, idx, norm, CPU, "fp32", batch_size=2)
+    assert full.shape == (50, 4) and full.dtype == np.float32
+    np.testing.assert_allclose(full, again, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(sub, full[idx], rtol=1e-5, atol=1e-5)
+    assert not model.training
+    assert len(predict_logits(model, x, np.array([], dtype=np.int64), norm, CPU, "fp32")) == 0

@@ -47,3 +47,21 @@ def test_peers_smoke() -> None:
             pytest.fail("the bench extra (baal, modAL, skorch) must be installed in CI")
         pytest.skip("the bench extra (baal, modAL, skorch) is not installed")
     assert "Selection agreement" in _run("benchmarks.peers")
+
+
+@pytest.mark.slow
+def test_recipe_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.recipe")
+    assert "| 1 | no | constant | 64 |" in out and "| 1 | yes | cosine | 64 |" in out
+
+
+def test_recipe_variant_parsing() -> None:
+    from benchmarks.recipe import parse_variant
+
+    cfg = parse_variant("15:aug:cosine:32:0.002:0.0001")
+    assert (cfg.epochs, cfg.augment, cfg.lr_schedule, cfg.batch_size, cfg.lr, cfg.weight_decay) == \
+        (15, True, "cosine", 32, 0.002, 0.0001)
+    assert parse_variant("3:no:constant:64").lr == 1e-3
+    with pytest.raises(SystemExit, match="expected epochs"):
+        parse_variant("10:no")

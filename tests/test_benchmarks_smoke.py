@@ -65,3 +65,10 @@ def test_recipe_variant_parsing() -> None:
     assert parse_variant("3:no:constant:64").lr == 1e-3
     with pytest.raises(SystemExit, match="expected epochs"):
         parse_variant("10:no")
+
+
+@pytest.mark.slow
+def test_end_to_end_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.end_to_end")
+    assert "| alkit |" in out and "| plain |" in out and "Plain loop / alkit wall time" in out

@@ -19,6 +19,9 @@ from alkit.metrics import METRIC_COLUMNS
 CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS,
                "train_seconds", "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates"]
 JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
+# Settings added after run folders already existed, with the value those folders were run with,
+# so that a folder made by an older alkit still resumes with its original settings.
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant"}}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,7 +76,12 @@ class RunStore:
             self._db.execute("INSERT INTO meta VALUES ('config', ?)", (text,))
         elif row[0] != text:
             old = json.loads(row[0])
-            diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
+            for section, defaults in LEGACY_DEFAULTS.items():
+                if isinstance(old.get(section), dict):
+                    old[section] = {**defaults, **old[section]}
+            diff = config_diff(old, json.loads(text))
+            if not diff:
+                return
             raise RunStoreError(
                 f"{self.path}: this run folder was made with a different configuration (differs in: "
                 f"{', '.join(diff)}); use a new --out folder to start a new run, or the original settings to resume"
@@ -163,3 +171,14 @@ class RunStore:
         tmp.replace(path)
         return Path(path)
 
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two configurations, e.g. ``train.epochs``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out

@@ -1,0 +1,24 @@
+"""The SQLite run store: configuration checks on resume."""
+from pathlib import Path
+
+import pytest
+
+from alkit.errors import RunStoreError
+from alkit.storage.run_store import RunStore, config_diff
+
+
+def test_config_diff_names_nested_settings() -> None:
+    old = {"seeds": [0], "train": {"epochs": 2, "lr": 0.1}, "loop": {"query": 5}}
+    new = {"seeds": [0, 1], "train": {"epochs": 2, "lr": 0.2}, "loop": {"query": 5}, "out": "x"}
+    assert config_diff(old, new) == ["out", "seeds", "train.lr"]
+    assert config_diff(old, old) == []
+
+
+def test_a_run_folder_from_before_lr_schedule_resumes_with_constant_lr(tmp_path: Path) -> None:
+    config = {"train": {"epochs": 2, "lr_schedule": "constant"}, "seeds": [0]}
+    legacy = {"train": {"epochs": 2}, "seeds": [0]}
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        store.check_config(legacy)
+        store.check_config(config)
+        with pytest.raises(RunStoreError, match=r"differs in: train.lr_schedule"):
+            store.check_config({"train": {"epochs": 2, "lr_schedule": "cosine"}, "seeds": [0]})

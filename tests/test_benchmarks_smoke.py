@@ -22,7 +22,8 @@ def _run(module: str, *args: str, cwd: Path = ROOT) -> str:
 @pytest.mark.slow
 def test_scoring_smoke() -> None:
     require_real(FMNIST_DIR)
-    assert "Selection fidelity" in _run("benchmarks.scoring")
+    out = _run("benchmarks.scoring")
+    assert "| int8 static quantisation (x86 backend), batch 256 |" in out and "top-1000 overlap, margin" in out
 
 
 @pytest.mark.slow

@@ -55,15 +55,15 @@ def summarise(run_dir: Path) -> str:
                 comp = paired_vs(c, ref, at=n) if ref is not None and s != "random" else None
                 cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
             lines.append("| " + " | ".join(cells) + " |")
-        minority = _minority_recall(rows, ds)
+        minority = _minority_recall_table(rows, ds, budgets)
         full_ds = [r for r in full if r["dataset"] == ds]
         full_line = (f"Full-data reference ({full_ds[0]['n_labeled']:,} labels): macro F1 "
                      f"{np.mean([r['f1_macro'] for r in full_ds]):.4f}, accuracy {np.mean([r['accuracy'] for r in full_ds]):.4f}."
                      if full_ds else "Full-data reference: not run.")
         out += [f"### {ds}", "", *lines, "", full_line, ""]
         if minority:
-            out += ["Minority-class recall (classes 0–4, mean over seeds) at the final budget: "
-                    + ", ".join(f"{s} {v:.4f}" for s, v in sorted(minority.items())), ""]
+            out += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):", "",
+                    *minority, ""]
     loop, train = config.get("loop", {}), config.get("train", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
                 f"candidates {loop.get('candidates') or 'whole pool'}, epochs {train.get('epochs')}, batch "
@@ -71,15 +71,23 @@ def summarise(run_dir: Path) -> str:
     return f"Run folder `{run_dir}` ({settings}).\n\n" + "\n".join(out)
 
 
-def _minority_recall(rows: list[dict[str, Any]], dataset: str) -> dict[str, float]:
+def _minority_recall_table(rows: list[dict[str, Any]], dataset: str, budgets: list[int]) -> list[str]:
     if "imbalanced" not in dataset and "[" not in dataset:
-        return {}
-    final: dict[str, list[float]] = {}
-    last_n = max(r["n_labeled"] for r in rows if r["dataset"] == dataset)
-    for r in rows:
-        if r["dataset"] == dataset and r["n_labeled"] == last_n and r.get("per_class"):
-            final.setdefault(r["strategy"], []).append(float(np.mean([r["per_class"]["recall"][c] for c in MINORITY])))
-    return {s: float(np.mean(v)) for s, v in final.items()}
+        return []
+    extended = [{**r, "minority_recall": float(np.mean([r["per_class"]["recall"][c] for c in MINORITY]))}
+                for r in rows if r["dataset"] == dataset and r.get("per_class")]
+    rec = curves(extended, dataset, "minority_recall")
+    ref = rec.get("random")
+    head = ["strategy"] + [f"recall @{n // 1000}k" for n in budgets] \
+        + [f"Δ vs random @{n // 1000}k (p)" for n in budgets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s, c in sorted(rec.items()):
+        cells = [s] + [f"{v:.4f}" if (v := _at(c, n)) is not None else "–" for n in budgets]
+        for n in budgets:
+            comp = paired_vs(c, ref, at=n) if ref is not None and s != "random" else None
+            cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def main() -> None:

@@ -73,3 +73,20 @@ def test_end_to_end_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.end_to_end")
     assert "| alkit |" in out and "| plain |" in out and "Plain loop / alkit wall time" in out
+
+
+def test_minority_recall_table_pairs_seeds_against_random() -> None:
+    from benchmarks.label_efficiency import _minority_recall_table
+
+    rows = []
+    for seed, (rand, marg) in enumerate([(0.40, 0.55), (0.50, 0.60), (0.45, 0.65)]):
+        for strategy, minority in (("random", rand), ("margin", marg)):
+            for n in (1000, 2000):
+                recall = [0.3] * 5 + [0.9] * 5 if n == 1000 else [minority] * 5 + [0.9] * 5
+                rows.append({"dataset": "fashion-mnist-imbalanced", "strategy": strategy, "seed": seed,
+                             "n_labeled": n, "per_class": {"recall": recall}})
+    table = _minority_recall_table(rows, "fashion-mnist-imbalanced", [2000])
+    margin = next(line for line in table if line.startswith("| margin"))
+    assert "| 0.6000 |" in margin and "+15.00 pts" in margin
+    assert next(line for line in table if line.startswith("| random")).endswith("| 0.4500 | – |")
+    assert _minority_recall_table(rows, "fashion-mnist", [2000]) == []

@@ -81,8 +81,11 @@ def write_report(run_dir: str | Path, classes: dict[str, list[str]] | None = Non
             acc = np.mean([r["accuracy"] for r in full_ds])
             line = (f"Full-data reference ({full_ds[0]['n_labeled']:,} labels, {len(full_ds)} seed(s)): "
                     f"macro F1 {f1:.4f}, accuracy {acc:.4f}.")
-        else:
+        elif config.get("full_data", "none") == "none":
             line = "Full-data reference: not computed in this run (full_data: none)."
+        else:
+            line = (f"Full-data reference: not finished yet (full_data: {config['full_data']}); rerun the same "
+                    "command to resume and compute it.")
         md += ["", line, ""]
         body.append(f"<p>{html.escape(line)}</p>")
         diffs = _diff_table(rows, ds)

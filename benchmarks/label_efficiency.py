@@ -31,6 +31,15 @@ def _at(c, n: int) -> float | None:
     return float(c.mean[hit[0]]) if hit.size else None
 
 
+def _paired_cells(strategy: str, curve, ref, budgets: list[int]) -> list[str]:
+    """The seed-paired difference vs random at each budget, as table cells ("–" where none)."""
+    cells = []
+    for n in budgets:
+        comp = paired_vs(curve, ref, at=n) if ref is not None and strategy != "random" else None
+        cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
+    return cells
+
+
 def summarise(run_dir: Path) -> str:
     with RunStore(run_dir / "runs.sqlite") as store:
         rows, full, config = store.rounds(), store.full_data(), store.config() or {}
@@ -51,9 +60,7 @@ def summarise(run_dir: Path) -> str:
             cells.append(f"{aubc(c.n_labeled, c.mean):.4f}")
             reach = labels_to_target(c.n_labeled, c.mean, ref_final) if ref_final is not None else None
             cells.append(f"{reach:,}" if reach else "not reached")
-            for n in budgets:
-                comp = paired_vs(c, ref, at=n) if ref is not None and s != "random" else None
-                cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
+            cells += _paired_cells(s, c, ref, budgets)
             lines.append("| " + " | ".join(cells) + " |")
         minority = _minority_recall_table(rows, ds, budgets)
         full_ds = [r for r in full if r["dataset"] == ds]
@@ -83,9 +90,7 @@ def _minority_recall_table(rows: list[dict[str, Any]], dataset: str, budgets: li
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s, c in sorted(rec.items()):
         cells = [s] + [f"{v:.4f}" if (v := _at(c, n)) is not None else "–" for n in budgets]
-        for n in budgets:
-            comp = paired_vs(c, ref, at=n) if ref is not None and s != "random" else None
-            cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
+        cells += _paired_cells(s, c, ref, budgets)
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -7,6 +7,9 @@ Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random i
     python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --augment
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
+
+The run folder (``--out``, default ``runs/bench-<dataset>``) resumes after an interruption, and
+the same command with a larger --max-labels, more seeds or strategies extends a finished run.
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
@@ -40,11 +43,27 @@ def _paired_cells(strategy: str, curve, ref, budgets: list[int]) -> list[str]:
     return cells
 
 
+def complete_seeds(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The rows of seeds that finished every round for every strategy, and the seeds left out.
+
+    A run stopped part-way (or being extended) has a last seed with fewer rounds; keeping it
+    would cut every curve to that seed's budgets.
+    """
+    count: dict[tuple[str, int], int] = {}
+    for r in rows:
+        if r["dataset"] == dataset:
+            count[(r["strategy"], r["seed"])] = count.get((r["strategy"], r["seed"]), 0) + 1
+    most = max(count.values(), default=0)
+    partial = sorted({seed for (_, seed), n in count.items() if n < most})
+    return [r for r in rows if r["dataset"] == dataset and r["seed"] not in partial], partial
+
+
 def summarise(run_dir: Path) -> str:
     with RunStore(run_dir / "runs.sqlite") as store:
-        rows, full, config = store.rounds(), store.full_data(), store.config() or {}
+        all_rows, full, config = store.rounds(), store.full_data(), store.config() or {}
     out = []
-    for ds in sorted({r["dataset"] for r in rows}):
+    for ds in sorted({r["dataset"] for r in all_rows}):
+        rows, partial = complete_seeds(all_rows, ds)
         f1 = curves(rows, ds, "f1_macro")
         acc = curves(rows, ds, "accuracy")
         budgets = [n for n in (2000, 5000, 10000) if any(n in c.n_labeled for c in f1.values())]
@@ -67,7 +86,8 @@ def summarise(run_dir: Path) -> str:
         full_line = (f"Full-data reference ({full_ds[0]['n_labeled']:,} labels): macro F1 "
                      f"{np.mean([r['f1_macro'] for r in full_ds]):.4f}, accuracy {np.mean([r['accuracy'] for r in full_ds]):.4f}."
                      if full_ds else "Full-data reference: not run.")
-        out += [f"### {ds}", "", *lines, "", full_line, ""]
+        left_out = f"Seeds {partial} have not finished every round and are left out." if partial else ""
+        out += [f"### {ds}", "", *lines, "", full_line, left_out, ""]
         if minority:
             out += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):", "",
                     *minority, ""]

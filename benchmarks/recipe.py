@@ -72,7 +72,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {c.epochs} | {'yes' if c.augment else 'no'} | {c.lr_schedule} | {c.batch_size} | {c.lr:g} | "
               f"{c.weight_decay:g} | {f1:.4f} | {acc:.4f} | {s:.0f} |" for _, c, f1, acc, s in rows]
-    body = f"""## Training recipe
+    body = f"""## Training recipe: {args.dataset}, {args.labels:,} labels
 
 Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
 Machine: {machine()}
@@ -86,7 +86,7 @@ labels (seed {args.seed}: same images, initial weights and batch order), scored 
 """
     print(body)
     if not args.smoke:
-        write_section("recipe", body)
+        write_section(f"recipe-{args.dataset}-{args.labels}", body)
 
 
 if __name__ == "__main__":

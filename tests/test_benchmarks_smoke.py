@@ -90,3 +90,16 @@ def test_minority_recall_table_pairs_seeds_against_random() -> None:
     assert "| 0.6000 |" in margin and "+15.00 pts" in margin
     assert next(line for line in table if line.startswith("| random")).endswith("| 0.4500 | – |")
     assert _minority_recall_table(rows, "fashion-mnist", [2000]) == []
+
+
+def test_complete_seeds_leaves_out_a_seed_that_stopped_early() -> None:
+    from benchmarks.label_efficiency import complete_seeds
+
+    rows = [{"dataset": "d", "strategy": s, "seed": seed, "n_labeled": n}
+            for s in ("random", "margin") for seed in (0, 1, 2) for n in (1000, 2000, 3000)
+            if not (seed == 2 and n == 3000 and s == "margin")]
+    rows.append({"dataset": "other", "strategy": "random", "seed": 5, "n_labeled": 1000})
+    kept, partial = complete_seeds(rows, "d")
+    assert partial == [2]
+    assert {r["seed"] for r in kept} == {0, 1} and len(kept) == 12
+    assert complete_seeds(rows, "other") == ([rows[-1]], [])

@@ -71,7 +71,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default: auto)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="auto: bf16 where the hardware runs it natively, else fp32 (default: auto)")
-    p.add_argument("--out", default="runs/alkit", help="run folder; the same command with the same folder resumes (default: runs/alkit)")
+    p.add_argument("--out", default="runs/alkit",
+                   help="run folder; the same command with the same folder resumes, and more --rounds, "
+                        "--seeds or strategies extend it (default: runs/alkit)")
     p.add_argument("--no-report", action="store_true", help="skip writing the HTML/Markdown report")
 
 

@@ -81,6 +81,44 @@ def test_resume_refuses_a_different_config(small_npz: Path, tmp_path: Path) -> N
         alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", **{**FAST, "epochs": 3})
 
 
+def test_extending_a_finished_run_matches_running_the_larger_one(small_npz: Path, tmp_path: Path) -> None:
+    small = {**FAST, "rounds": 2}
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "e", **small)
+    bigger = {**FAST, "full_data": "first-seed"}
+    ext = alkit.run("npz", ["random", "margin"], seeds=[0, 1], data_dir=str(small_npz), out=tmp_path / "e", **bigger)
+    whole = alkit.run("npz", ["random", "margin"], seeds=[0, 1], data_dir=str(small_npz), out=tmp_path / "whole",
+                      **bigger)
+    _assert_same_results(tmp_path / "e" / "rounds.csv", tmp_path / "whole" / "rounds.csv")
+    assert len(ext.rows) == 2 * 2 * 4
+    assert [r["f1_macro"] for r in ext.full_data] == [r["f1_macro"] for r in whole.full_data] != []
+    assert "rounds: 3" in (tmp_path / "e" / "config.yaml").read_text()
+    with pytest.raises(RunStoreError, match="full_data"):
+        alkit.run("npz", ["random", "margin"], seeds=[0, 1], data_dir=str(small_npz), out=tmp_path / "e", **FAST)
+
+
+def test_extending_a_budget_reopens_the_partial_round(small_npz: Path, tmp_path: Path) -> None:
+    opts = {**FAST, "rounds": None}
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", budget=95, **opts)
+    res = alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", budget=130, **opts)
+    assert [r["n_labeled"] for r in res.rows] == [40, 70, 100, 130]
+    assert [len(r["queried"]) for r in res.rows] == [30, 30, 30, 0]
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"rounds": 1}, "loop.rounds"),
+    ({"rounds": 4, "epochs": 3}, "train.epochs"),
+    ({"seeds": [1]}, "seeds"),
+    ({"strategies": ["margin"]}, "strategies"),
+])
+def test_a_run_shrinks_or_changes_settings_never(small_npz: Path, tmp_path: Path, change: dict, field: str) -> None:
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s", **FAST)
+    args = {"strategies": ["random"], "seeds": [0], **FAST, **change}
+    with pytest.raises(RunStoreError, match=field):
+        alkit.run("npz", args.pop("strategies"), seeds=args.pop("seeds"), data_dir=str(small_npz),
+                  out=tmp_path / "s", **args)
+    assert len(_csv(tmp_path / "s" / "rounds.csv")) == 4
+
+
 def test_warm_start_budget_candidates_and_balanced(small_npz: Path, tmp_path: Path) -> None:
     opts = {**FAST, "rounds": None}
     res = alkit.run("npz", ["entropy"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "w", budget=95,

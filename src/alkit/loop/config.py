@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from alkit.errors import ConfigError
+from alkit.storage.run_store import config_diff
 from alkit.strategies import get_strategy, strategy_names
 from alkit.training.config import TrainConfig
 
@@ -49,6 +50,12 @@ class LoopConfig:
         if self.budget is not None and self.rounds is None:
             return self.budget
         return self.initial + self.n_rounds() * self.query
+
+    def query_size(self, round_: int, n_labeled: int) -> int:
+        """How many labels round ``round_`` queries when ``n_labeled`` are labeled (0 in the last round)."""
+        if round_ >= self.n_rounds():
+            return 0
+        return max(0, min(self.query, self.final_labels() - n_labeled))
 
     def validate(self, where: str = "loop") -> LoopConfig:
         for name in ("initial", "query", "rounds", "budget", "candidates"):
@@ -125,6 +132,26 @@ class ExperimentConfig:
         except ConfigError as exc:
             raise ConfigError(f"{where}: {exc}") from None
         return self
+
+    def extends(self, old: dict[str, Any]) -> bool:
+        """True when this configuration only grows the run ``old`` describes (a result fingerprint).
+
+        Growing means more rounds or a larger budget, more seeds, more strategies, or a
+        full-data reference where there was none (or for all seeds); every other setting equal. The rounds already run stay valid: each round's randomness
+        depends only on (seed, round, purpose), so they are what the larger run would do.
+        """
+        new = self.result_fingerprint()
+        changed = set(config_diff(old, new))
+        if not changed or not changed <= {"loop.rounds", "loop.budget", "seeds", "strategies", "full_data"}:
+            return False
+        if FULL_DATA.index(self.full_data) < FULL_DATA.index(old.get("full_data", "none")):
+            return False
+        try:
+            old_loop = LoopConfig(**old["loop"])
+        except TypeError:
+            return False
+        return (set(old["seeds"]) <= set(self.seeds) and set(old["strategies"]) <= set(self.strategies)
+                and self.loop.final_labels() >= old_loop.final_labels())
 
     def check_pool_size(self, dataset_key: str, n_train: int, where: str = "config") -> None:
         need = self.loop.final_labels()

@@ -93,7 +93,8 @@ class Experiment:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _write_config(self.config, self.out_dir / "config.yaml")
         with RunStore(self.out_dir / "runs.sqlite") as store:
-            store.check_config(self.config.result_fingerprint())
+            if store.check_config(self.config.result_fingerprint(), extends=self.config.extends):
+                self._reopen_rounds(store, datasets)
             n_rounds = self.config.loop.n_rounds()
             total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (n_rounds + 1)
             done = len(store.rounds())
@@ -108,6 +109,21 @@ class Experiment:
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
             rows, full = store.rounds(), store.full_data()
         return RunResult(self.out_dir, rows, full)
+
+    def _reopen_rounds(self, store: RunStore, datasets: dict[str, Dataset]) -> None:
+        """After an extension, drop each stored round from the first whose query the larger run changes.
+
+        That is usually the old last round: it queried nothing, and now it queries. It is run
+        again with the same (seed, round) randomness, so its metrics come back the same.
+        """
+        loop = self.config.loop
+        for key in datasets:
+            for name in self.strategies:
+                for seed in self.config.seeds:
+                    for row in store.rounds(key, name, seed):
+                        if len(row["queried"]) != loop.query_size(row["round"], row["n_labeled"]):
+                            store.drop_rounds(key, name, seed, row["round"])
+                            break
 
     # ------------------------------------------------------------------------------------------
     def _new_model(self, ds: Dataset, seed: int, round_: int) -> nn.Module:
@@ -173,7 +189,7 @@ class Experiment:
                 if r < n_rounds:
                     candidates = pool.candidates(loop.candidates, numpy_rng(seed, r, "candidates"))
                     n_candidates = len(candidates)
-                    k = min(loop.query, loop.final_labels() - pool.n_labeled)
+                    k = loop.query_size(r, pool.n_labeled)
                     prediction = None
                     if strategy.needs_model:
                         if trained.prediction is None:

@@ -9,6 +9,7 @@ import csv
 import json
 import sqlite3
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,24 +69,35 @@ class RunStore:
         self.close()
 
     # -- configuration -------------------------------------------------------------
-    def check_config(self, config: dict[str, Any]) -> None:
-        """Store ``config`` on first use; later, refuse to continue a run made with another."""
+    def check_config(self, config: dict[str, Any],
+                     extends: Callable[[dict[str, Any]], bool] | None = None) -> bool:
+        """Store ``config`` on first use; later, refuse to continue a run made with another.
+
+        ``extends(old)`` may accept a changed configuration that only grows the run (more
+        rounds, seeds or strategies): the new one is then stored and True returned.
+        """
         text = json.dumps(config, sort_keys=True)
         row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('config', ?)", (text,))
-        elif row[0] != text:
-            old = json.loads(row[0])
-            for section, defaults in LEGACY_DEFAULTS.items():
-                if isinstance(old.get(section), dict):
-                    old[section] = {**defaults, **old[section]}
-            diff = config_diff(old, json.loads(text))
-            if not diff:
-                return
-            raise RunStoreError(
-                f"{self.path}: this run folder was made with a different configuration (differs in: "
-                f"{', '.join(diff)}); use a new --out folder to start a new run, or the original settings to resume"
-            )
+            return False
+        if row[0] == text:
+            return False
+        old = json.loads(row[0])
+        for section, defaults in LEGACY_DEFAULTS.items():
+            if isinstance(old.get(section), dict):
+                old[section] = {**defaults, **old[section]}
+        diff = config_diff(old, json.loads(text))
+        if not diff:
+            return False
+        if extends is not None and extends(old):
+            self._db.execute("UPDATE meta SET value=? WHERE key='config'", (text,))
+            return True
+        raise RunStoreError(
+            f"{self.path}: this run folder was made with a different configuration (differs in: "
+            f"{', '.join(diff)}); use a new --out folder to start a new run, the original settings to resume, "
+            f"or more rounds, seeds or strategies (nothing else changed) to extend it"
+        )
 
     def config(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
@@ -125,6 +137,14 @@ class RunStore:
             row["queried"] = _unblob(row["queried"])
             out.append(row)
         return out
+
+    def drop_rounds(self, dataset: str, strategy: str, seed: int, from_round: int) -> int:
+        """Delete rounds ``from_round`` onwards of one (dataset, strategy, seed) so they are run again."""
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cur = self._db.execute("DELETE FROM rounds WHERE dataset=? AND strategy=? AND seed=? AND round>=?",
+                                   (dataset, strategy, seed, from_round))
+        return cur.rowcount
 
     # -- full-data reference ---------------------------------------------------------------
     def save_full_data(self, row: dict[str, Any]) -> None:

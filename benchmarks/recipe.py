@@ -3,7 +3,8 @@
 The label-efficiency targets depend on how well a round's model is trained, so each recipe
 option is measured on its own: the same labeled images (a random draw of --labels from the
 training set), the same initial weights and batch order, and one change at a time. A variant
-is ``epochs:augment:schedule:batch[:lr[:weight_decay]]``, e.g. ``10:no:cosine:64:0.002``.
+is ``epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]``, e.g. ``10:no:cosine:64:0.002`` or
+``10:no:cosine:64:0.001:0:glorot``.
 
     python -m benchmarks.recipe --dataset fashion-mnist --labels 5000
     python -m benchmarks.recipe --smoke        # seconds, for CI (writes nothing)
@@ -27,17 +28,18 @@ from benchmarks.common import command, commit, machine, write_section
 
 CPU = torch.device("cpu")
 VARIANTS = ("10:no:constant:128", "10:no:cosine:128", "10:no:constant:64", "10:no:cosine:64",
-            "10:no:cosine:64:0.002", "10:aug:cosine:64", "20:aug:cosine:64")
+            "10:no:cosine:64:0.001:0:glorot", "10:no:cosine:64:0.002", "10:aug:cosine:64", "20:aug:cosine:64")
 
 
 def parse_variant(text: str) -> TrainConfig:
     parts = text.split(":")
     if len(parts) < 4:
-        raise SystemExit(f"variant '{text}': expected epochs:augment:schedule:batch[:lr[:weight_decay]]")
+        raise SystemExit(f"variant '{text}': expected epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]")
     lr = float(parts[4]) if len(parts) > 4 else 1e-3
     wd = float(parts[5]) if len(parts) > 5 else 0.0
+    init = parts[6] if len(parts) > 6 else "torch"
     return TrainConfig(epochs=int(parts[0]), augment=parts[1] == "aug", lr_schedule=parts[2],
-                       batch_size=int(parts[3]), lr=lr, weight_decay=wd).validate()
+                       batch_size=int(parts[3]), lr=lr, weight_decay=wd, init=init).validate()
 
 
 def main() -> None:
@@ -59,7 +61,7 @@ def main() -> None:
     for text in variants:
         cfg = parse_variant(text)
         model = ReferenceCNN(ds.image_shape, ds.num_classes)
-        init_weights(model, torch_generator(args.seed, 0, "init"))
+        init_weights(model, torch_generator(args.seed, 0, "init"), cfg.init)
         t0 = time.perf_counter()
         fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(args.seed, 0, "batches"),
             torch_generator(args.seed, 0, "dropout"))
@@ -68,10 +70,10 @@ def main() -> None:
         met = classification_metrics(ds.y_test, pred, ds.num_classes)
         rows.append((text, cfg, met["f1_macro"], met["accuracy"], seconds))
         print(f"{text}: F1 {met['f1_macro']:.4f} acc {met['accuracy']:.4f} train {seconds:.0f}s", flush=True)
-    table = ["| epochs | augment | lr schedule | batch | lr | weight decay | macro-F1 | accuracy | train s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    table = ["| epochs | augment | lr schedule | batch | lr | weight decay | init | macro-F1 | accuracy | train s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {c.epochs} | {'yes' if c.augment else 'no'} | {c.lr_schedule} | {c.batch_size} | {c.lr:g} | "
-              f"{c.weight_decay:g} | {f1:.4f} | {acc:.4f} | {s:.0f} |" for _, c, f1, acc, s in rows]
+              f"{c.weight_decay:g} | {c.init} | {f1:.4f} | {acc:.4f} | {s:.0f} |" for _, c, f1, acc, s in rows]
     body = f"""## Training recipe: {args.dataset}, {args.labels:,} labels
 
 Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}

@@ -64,6 +64,8 @@ def test_recipe_variant_parsing() -> None:
     assert (cfg.epochs, cfg.augment, cfg.lr_schedule, cfg.batch_size, cfg.lr, cfg.weight_decay) == \
         (15, True, "cosine", 32, 0.002, 0.0001)
     assert parse_variant("3:no:constant:64").lr == 1e-3
+    assert parse_variant("3:no:constant:64").init == "torch"
+    assert parse_variant("3:no:constant:64:0.001:0:glorot").init == "glorot"
     with pytest.raises(SystemExit, match="expected epochs"):
         parse_variant("10:no")
 

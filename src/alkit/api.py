@@ -16,7 +16,7 @@ DEMO = dict(dataset="fashion-mnist", strategies=("random", "margin"), seeds=(0,)
 def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str] = ("random", "margin"),
         seeds: Sequence[int] = (0,), *, initial: int = 1000, query: int = 1000, rounds: int | None = None,
         budget: int | None = None, candidates: int | None = None, initial_set: str = "random",
-        epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
+        epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine", init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
         imbalance: Any = None, data_dir: str | None = None, full_data: str = "first-seed",
@@ -36,7 +36,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         strategies=list(strategies), seeds=[int(s) for s in seeds],
         loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
                         initial_set=initial_set),
-        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),
         full_data=full_data, out=str(out))

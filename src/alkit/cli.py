@@ -65,6 +65,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
                    help="cosine anneals the learning rate to 0 over each round's training (default: cosine)")
+    g.add_argument("--init", choices=["torch", "glorot"], default="torch",
+                   help="fresh weights: PyTorch's default or Keras' Glorot-uniform (default: torch)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
     g.add_argument("--warm-start", action="store_true", help="continue from last round's weights instead of retraining")
@@ -185,7 +187,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()], seeds=args.seeds,
         initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
         initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, weight_decay=args.weight_decay, augment=args.augment, device=args.device,
+        lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment, device=args.device,
         precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
         out=args.out, progress=not args.quiet, report=not args.no_report)

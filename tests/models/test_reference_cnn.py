@@ -38,15 +38,34 @@ def test_smallest_input_builds_and_runs() -> None:
     assert ReferenceCNN((14, 14, 1), 3).eval()(torch.zeros(2, 1, 14, 14)).shape == (2, 3)
 
 
-def test_init_is_reproducible_from_generator() -> None:
+@pytest.mark.parametrize("scheme", ["torch", "glorot"])
+def test_init_is_reproducible_from_generator(scheme: str) -> None:
     a, b = ReferenceCNN((28, 28, 1), 10), ReferenceCNN((28, 28, 1), 10)
-    init_weights(a, torch.Generator().manual_seed(5))
-    init_weights(b, torch.Generator().manual_seed(5))
+    torch.manual_seed(0)
+    init_weights(a, torch.Generator().manual_seed(5), scheme)
+    torch.manual_seed(1)
+    init_weights(b, torch.Generator().manual_seed(5), scheme)
     for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
         assert torch.equal(pa, pb)
-    init_weights(b, torch.Generator().manual_seed(6))
+    init_weights(b, torch.Generator().manual_seed(6), scheme)
     assert not torch.equal(a.classifier[1].weight, b.classifier[1].weight)
-    assert float(a.classifier[1].bias.detach().abs().sum()) == 0.0
+
+
+def test_init_schemes_draw_from_their_own_ranges() -> None:
+    model = ReferenceCNN((28, 28, 1), 10)
+    dense, conv = model.classifier[1], model.features[0]
+    init_weights(model, torch.Generator().manual_seed(0), "torch")
+    for layer, fan_in in ((dense, 4096), (conv, 9)):
+        bound = 1 / fan_in ** 0.5
+        assert 0.95 * bound < float(layer.weight.detach().abs().max()) <= bound
+        assert float(layer.bias.detach().abs().max()) <= bound
+    assert float(dense.bias.detach().abs().max()) > 0.95 / 4096 ** 0.5
+    init_weights(model, torch.Generator().manual_seed(0), "glorot")
+    limit = (6 / (4096 + 512)) ** 0.5
+    assert 0.95 * limit < float(dense.weight.detach().abs().max()) <= limit
+    assert float(dense.bias.detach().abs().sum()) == 0.0
+    with pytest.raises(ValueError, match="unknown"):
+        init_weights(model, torch.Generator(), "he")
 
 
 def test_seeded_dropout_uses_its_generator_not_global_rng() -> None:

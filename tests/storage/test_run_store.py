@@ -14,11 +14,21 @@ def test_config_diff_names_nested_settings() -> None:
     assert config_diff(old, old) == []
 
 
-def test_a_run_folder_from_before_lr_schedule_resumes_with_constant_lr(tmp_path: Path) -> None:
-    config = {"train": {"epochs": 2, "lr_schedule": "constant"}, "seeds": [0]}
+def test_a_run_folder_from_before_lr_schedule_resumes_with_constant_lr_and_glorot(tmp_path: Path) -> None:
+    config = {"train": {"epochs": 2, "lr_schedule": "constant", "init": "glorot"}, "seeds": [0]}
     legacy = {"train": {"epochs": 2}, "seeds": [0]}
     with RunStore(tmp_path / "runs.sqlite") as store:
         store.check_config(legacy)
         store.check_config(config)
         with pytest.raises(RunStoreError, match=r"differs in: train.lr_schedule"):
-            store.check_config({"train": {"epochs": 2, "lr_schedule": "cosine"}, "seeds": [0]})
+            store.check_config({"train": {"epochs": 2, "lr_schedule": "cosine", "init": "glorot"}, "seeds": [0]})
+        with pytest.raises(RunStoreError, match=r"differs in: train.init\)"):
+            store.check_config({"train": {"epochs": 2, "lr_schedule": "constant", "init": "torch"}, "seeds": [0]})
+
+
+def test_a_run_folder_from_before_init_resumes_with_glorot(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        store.check_config({"train": {"lr_schedule": "cosine"}})
+        store.check_config({"train": {"lr_schedule": "cosine", "init": "glorot"}})
+        with pytest.raises(RunStoreError, match=r"differs in: train.init\)"):
+            store.check_config({"train": {"lr_schedule": "cosine", "init": "torch"}})

@@ -40,7 +40,8 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
-                                         ("lr_schedule", "step"), ("precision", "fp8"), ("device", "tpu")])
+                                         ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
+                                         ("device", "tpu")])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()

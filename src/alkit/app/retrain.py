@@ -153,7 +153,7 @@ class Retrainer:
         x = x_train.reshape(-1, 3).astype(np.float64) / 255.0
         norm = Normalizer(x.mean(0).astype(np.float32), x.std(0).astype(np.float32) + 1e-6)
         model = ReferenceCNN((self.image_size[1], self.image_size[0], 3), len(classes))
-        init_weights(model, torch_generator(self.seed, version_seed, "init"))
+        init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
         fit(model, x_train, y_train, np.arange(len(y_train)), self.train_cfg, norm, self.device, self.precision,
             numpy_rng(self.seed, version_seed, "batches"), torch_generator(self.seed, version_seed, "dropout"))
         holdout_labels = self.project.current_labels(holdout=True)

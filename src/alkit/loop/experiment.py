@@ -134,7 +134,7 @@ class Experiment:
             model = copy.deepcopy(spec)
         else:
             model = spec(ds.image_shape, ds.num_classes)
-        init_weights(model, torch_generator(seed, round_, "init"))
+        init_weights(model, torch_generator(seed, round_, "init"), self.config.train.init)
         return model.to(self.device)
 
     def _train_eval(self, ds: Dataset, norm: Normalizer, labels: np.ndarray, labeled: np.ndarray, seed: int,

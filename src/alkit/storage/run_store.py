@@ -22,7 +22,7 @@ CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLU
 JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
 # Settings added after run folders already existed, with the value those folders were run with,
 # so that a folder made by an older alkit still resumes with its original settings.
-LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant"}}
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot"}}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from alkit.errors import ConfigError
 from alkit.models.device import DEVICES, PRECISIONS
+from alkit.models.seeded import INIT_SCHEMES
 
 LR_SCHEDULES = ("constant", "cosine")
 
@@ -18,6 +19,7 @@ class TrainConfig:
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
     ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
     to 0 over the round's training, which lets a round end at a well-converged model.
+    ``init``: how fresh weights are drawn, ``torch`` (PyTorch's default) or ``glorot`` (Keras').
     ``min_steps``: run extra epochs until at least this many optimizer steps were taken; on
     a few dozen labels an epoch is one or two steps, too few to train at all (the labeling app
     uses 150). 0 keeps exactly ``epochs``.
@@ -34,6 +36,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     min_steps: int = 0
     lr_schedule: str = "cosine"
+    init: str = "torch"
 
     def validate(self) -> TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -45,6 +48,8 @@ class TrainConfig:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"train.lr_schedule: '{self.lr_schedule}' is unknown; choose {', '.join(LR_SCHEDULES)}")
+        if self.init not in INIT_SCHEMES:
+            raise ConfigError(f"train.init: '{self.init}' is unknown; choose {', '.join(INIT_SCHEMES)}")
         if self.weight_decay < 0:
             raise ConfigError(f"train.weight_decay: {self.weight_decay} must be >= 0")
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):

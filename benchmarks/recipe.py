@@ -7,6 +7,8 @@ is ``epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]``, e.g. ``10:no:co
 ``10:no:cosine:64:0.001:0:glorot``.
 
     python -m benchmarks.recipe --dataset fashion-mnist --labels 5000
+    python -m benchmarks.recipe --dataset fashion-mnist --labels 5000 --seed 1 --tag init \
+        --variants 10:no:cosine:64,10:no:cosine:64:0.001:0:glorot
     python -m benchmarks.recipe --smoke        # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
@@ -31,6 +33,11 @@ VARIANTS = ("10:no:constant:128", "10:no:cosine:128", "10:no:constant:64", "10:n
             "10:no:cosine:64:0.001:0:glorot", "10:no:cosine:64:0.002", "10:aug:cosine:64", "20:aug:cosine:64")
 
 
+def section_name(dataset: str, labels: int, seed: int, tag: str = "") -> str:
+    """The BENCHMARKS.md section of one study: ``recipe-<dataset>-<labels>[-<tag>][-seed<seed>]``."""
+    return f"recipe-{dataset}-{labels}" + (f"-{tag}" if tag else "") + (f"-seed{seed}" if seed else "")
+
+
 def parse_variant(text: str) -> TrainConfig:
     parts = text.split(":")
     if len(parts) < 4:
@@ -48,6 +55,8 @@ def main() -> None:
     ap.add_argument("--labels", type=int, default=5000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--tag", default="", help="added to the BENCHMARKS.md section's name, so that several "
+                    "studies on the same data and label count sit side by side")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     variants = args.variants.split(",")
@@ -88,7 +97,7 @@ labels (seed {args.seed}: same images, initial weights and batch order), scored 
 """
     print(body)
     if not args.smoke:
-        write_section(f"recipe-{args.dataset}-{args.labels}", body)
+        write_section(section_name(args.dataset, args.labels, args.seed, args.tag), body)
 
 
 if __name__ == "__main__":

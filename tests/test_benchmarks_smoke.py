@@ -58,7 +58,10 @@ def test_recipe_smoke() -> None:
 
 
 def test_recipe_variant_parsing() -> None:
-    from benchmarks.recipe import parse_variant
+    from benchmarks.recipe import parse_variant, section_name
+
+    assert section_name("cifar10", 10000, 0) == "recipe-cifar10-10000"
+    assert section_name("fashion-mnist", 5000, 1, "init") == "recipe-fashion-mnist-5000-init-seed1"
 
     cfg = parse_variant("15:aug:cosine:32:0.002:0.0001")
     assert (cfg.epochs, cfg.augment, cfg.lr_schedule, cfg.batch_size, cfg.lr, cfg.weight_decay) == \

@@ -94,7 +94,8 @@ def summarise(run_dir: Path) -> str:
     loop, train = config.get("loop", {}), config.get("train", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
                 f"candidates {loop.get('candidates') or 'whole pool'}, epochs {train.get('epochs')}, batch "
-                f"{train.get('batch_size')}, lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), augment {train.get('augment')}, seeds {config.get('seeds')}")
+                f"{train.get('batch_size')}, lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), init {train.get('init', 'glorot')}, "
+                f"augment {train.get('augment')}, seeds {config.get('seeds')}")
     return f"Run folder `{run_dir}` ({settings}).\n\n" + "\n".join(out)
 
 

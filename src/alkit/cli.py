@@ -187,8 +187,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategies=[s.strip() for s in args.strategies.split(",") if s.strip()], seeds=args.seeds,
         initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
         initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment, device=args.device,
-        precision=args.precision,
+        lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
+        device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
         out=args.out, progress=not args.quiet, report=not args.no_report)
     return _finish(result)

@@ -32,3 +32,17 @@ def test_a_run_folder_from_before_init_resumes_with_glorot(tmp_path: Path) -> No
         store.check_config({"train": {"lr_schedule": "cosine", "init": "glorot"}})
         with pytest.raises(RunStoreError, match=r"differs in: train.init\)"):
             store.check_config({"train": {"lr_schedule": "cosine", "init": "torch"}})
+
+
+def test_an_extension_is_stored_only_when_the_caller_saves_it(tmp_path: Path) -> None:
+    old, new = {"loop": {"rounds": 2}}, {"loop": {"rounds": 4}}
+    grows = lambda stored: stored["loop"]["rounds"] <= 4  # noqa: E731
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        store.check_config(old)
+        assert store.check_config(new, extends=grows) is True
+        assert store.config() == old
+        assert store.check_config(new, extends=grows) is True
+        store.save_config(new)
+        assert store.config() == new and store.check_config(new, extends=grows) is False
+        with pytest.raises(RunStoreError, match="loop.rounds"):
+            store.check_config({"loop": {"rounds": 9}}, extends=lambda stored: False)

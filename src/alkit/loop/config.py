@@ -137,8 +137,9 @@ class ExperimentConfig:
         """True when this configuration only grows the run ``old`` describes (a result fingerprint).
 
         Growing means more rounds or a larger budget, more seeds, more strategies, or a
-        full-data reference where there was none (or for all seeds); every other setting equal. The rounds already run stay valid: each round's randomness
-        depends only on (seed, round, purpose), so they are what the larger run would do.
+        full-data reference where there was none (or for all seeds); every other setting equal.
+        The rounds already run stay valid: each round's randomness depends only on (seed,
+        round, purpose), so they are what the larger run would do.
         """
         new = self.result_fingerprint()
         changed = set(config_diff(old, new))

@@ -93,8 +93,10 @@ class Experiment:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _write_config(self.config, self.out_dir / "config.yaml")
         with RunStore(self.out_dir / "runs.sqlite") as store:
-            if store.check_config(self.config.result_fingerprint(), extends=self.config.extends):
+            fingerprint = self.config.result_fingerprint()
+            if store.check_config(fingerprint, extends=self.config.extends):
                 self._reopen_rounds(store, datasets)
+                store.save_config(fingerprint)
             n_rounds = self.config.loop.n_rounds()
             total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (n_rounds + 1)
             done = len(store.rounds())

@@ -8,8 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,12 +74,14 @@ class RunStore:
         """Store ``config`` on first use; later, refuse to continue a run made with another.
 
         ``extends(old)`` may accept a changed configuration that only grows the run (more
-        rounds, seeds or strategies): the new one is then stored and True returned.
+        rounds, seeds or strategies). Then True is returned and nothing stored yet: the caller
+        reopens the rounds that must run again, then calls :meth:`save_config`. A crash in
+        between leaves the old configuration, so the next start reopens again.
         """
         text = json.dumps(config, sort_keys=True)
         row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('config', ?)", (text,))
+            self.save_config(config)
             return False
         if row[0] == text:
             return False
@@ -91,13 +93,15 @@ class RunStore:
         if not diff:
             return False
         if extends is not None and extends(old):
-            self._db.execute("UPDATE meta SET value=? WHERE key='config'", (text,))
             return True
         raise RunStoreError(
             f"{self.path}: this run folder was made with a different configuration (differs in: "
             f"{', '.join(diff)}); use a new --out folder to start a new run, the original settings to resume, "
             f"or more rounds, seeds or strategies (nothing else changed) to extend it"
         )
+
+    def save_config(self, config: dict[str, Any]) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
 
     def config(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()

@@ -7,10 +7,10 @@ Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random i
     python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --augment
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
+    python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 
 The run folder (``--out``, default ``runs/bench-<dataset>``) resumes after an interruption, and
 the same command with a larger --max-labels, more seeds or strategies extends a finished run.
-    python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
 
@@ -86,8 +86,8 @@ def summarise(run_dir: Path) -> str:
         full_line = (f"Full-data reference ({full_ds[0]['n_labeled']:,} labels): macro F1 "
                      f"{np.mean([r['f1_macro'] for r in full_ds]):.4f}, accuracy {np.mean([r['accuracy'] for r in full_ds]):.4f}."
                      if full_ds else "Full-data reference: not run.")
-        left_out = f"Seeds {partial} have not finished every round and are left out." if partial else ""
-        out += [f"### {ds}", "", *lines, "", full_line, left_out, ""]
+        left_out = [f"Seeds {partial} have not finished every round and are left out."] if partial else []
+        out += [f"### {ds}", "", *lines, "", full_line, *left_out, ""]
         if minority:
             out += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):", "",
                     *minority, ""]

@@ -78,6 +78,7 @@ def test_end_to_end_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.end_to_end")
     assert "| alkit |" in out and "| plain |" in out and "Plain loop / alkit wall time" in out
+    assert "with alkit's `predict_logits`" in out
 
 
 def test_minority_recall_table_pairs_seeds_against_random() -> None:

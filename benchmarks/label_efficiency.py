@@ -39,7 +39,11 @@ def _paired_cells(strategy: str, curve, ref, budgets: list[int]) -> list[str]:
     cells = []
     for n in budgets:
         comp = paired_vs(curve, ref, at=n) if ref is not None and strategy != "random" else None
-        cells.append(f"{comp.mean_diff * 100:+.2f} pts (p={comp.p_value:.3f})" if comp else "–")
+        if comp is None:
+            cells.append("–")
+        else:
+            p_text = f"p={comp.p_value:.3f}" if comp.n_seeds > 1 else "1 seed, no p"
+            cells.append(f"{comp.mean_diff * 100:+.2f} pts ({p_text})")
     return cells
 
 

@@ -98,6 +98,20 @@ def test_minority_recall_table_pairs_seeds_against_random() -> None:
     assert _minority_recall_table(rows, "fashion-mnist", [2000]) == []
 
 
+def test_paired_cells_give_no_p_value_for_one_seed() -> None:
+    from alkit.reporting.summary import curves
+    from benchmarks.label_efficiency import _paired_cells
+
+    rows = [{"dataset": "d", "strategy": s, "seed": seed, "n_labeled": 2000, "f1_macro": f1}
+            for seed, (rand, marg) in enumerate([(0.80, 0.82), (0.81, 0.84)]) for s, f1 in (("random", rand), ("margin", marg))]
+    one = curves([r for r in rows if r["seed"] == 0], "d", "f1_macro")
+    two = curves(rows, "d", "f1_macro")
+    assert _paired_cells("margin", one["margin"], one["random"], [2000]) == ["+2.00 pts (1 seed, no p)"]
+    cell = _paired_cells("margin", two["margin"], two["random"], [2000])[0]
+    assert cell.startswith("+2.50 pts (p=0.") and "nan" not in cell
+    assert _paired_cells("random", two["random"], two["random"], [2000]) == ["–"]
+
+
 def test_complete_seeds_leaves_out_a_seed_that_stopped_early() -> None:
     from benchmarks.label_efficiency import complete_seeds
 

@@ -10,7 +10,10 @@ plain loop's pool is also scored by alkit's ``predict_logits`` on the same model
 cost of alkit's scoring code from differences between the two runs' models and machine load.
 
     python -m benchmarks.end_to_end            # about 40 minutes on 2 CPU cores
+    python -m benchmarks.end_to_end --device cuda --precision bf16   # alkit in bf16 on a GPU
     python -m benchmarks.end_to_end --smoke    # seconds, for CI (writes nothing)
+
+``--device`` and ``--precision`` set alkit's loop; the plain loop runs on the same device, always in fp32.
 """
 from __future__ import annotations
 
@@ -26,27 +29,28 @@ from torch import nn
 import alkit
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN
+from alkit.models.device import resolve_device
 from alkit.training.trainer import Normalizer, predict_logits
 from benchmarks.common import command, commit, machine, write_section
 
 
 def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: int, lr: float, seed: int,
-               candidates: int | None = None) -> dict[str, object]:
+               candidates: int | None = None, device: torch.device = torch.device("cpu")) -> dict[str, object]:
     """A hand-written pool-based loop with margin sampling; returns timings and F1 per budget."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     mean = ds.x_train.mean() / 255.0
     std = ds.x_train.std() / 255.0
-    x = ((torch.from_numpy(ds.x_train).permute(0, 3, 1, 2).float() / 255.0) - mean) / std
-    x_test = ((torch.from_numpy(ds.x_test).permute(0, 3, 1, 2).float() / 255.0) - mean) / std
-    y = torch.from_numpy(ds.y_train)
+    x = ((torch.from_numpy(ds.x_train).to(device).permute(0, 3, 1, 2).float() / 255.0) - mean) / std
+    x_test = ((torch.from_numpy(ds.x_test).to(device).permute(0, 3, 1, 2).float() / 255.0) - mean) / std
+    y = torch.from_numpy(ds.y_train).to(device)
     labeled = rng.choice(len(y), initial, replace=False)
     times = {"train": 0.0, "score": 0.0, "select": 0.0, "score_alkit_code": 0.0}
     norm = Normalizer(*ds.channel_stats())
     f1 = {}
     for r in range(rounds + 1):
         t0 = time.perf_counter()
-        model = ReferenceCNN(ds.image_shape, ds.num_classes)
+        model = ReferenceCNN(ds.image_shape, ds.num_classes).to(device)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         steps = epochs * (len(labeled) // batch + (len(labeled) % batch > 1))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
@@ -54,7 +58,7 @@ def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: in
         for _ in range(epochs):
             order = rng.permutation(labeled)
             for i in range(0, len(order), batch):
-                b = order[i:i + batch]
+                b = torch.from_numpy(order[i:i + batch]).to(device)
                 if len(b) < 2:
                     continue
                 loss = nn.functional.cross_entropy(model(x[b]), y[b])
@@ -62,10 +66,12 @@ def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: in
                 loss.backward()
                 opt.step()
                 sched.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times["train"] += time.perf_counter() - t0
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(x_test[i:i + 128]) for i in range(0, len(x_test), 128)]).argmax(1).numpy()
+            pred = torch.cat([model(x_test[i:i + 128]) for i in range(0, len(x_test), 128)]).argmax(1).cpu().numpy()
         f1[len(labeled)] = classification_metrics(ds.y_test, pred, ds.num_classes)["f1_macro"]
         if r == rounds:
             break
@@ -74,10 +80,11 @@ def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: in
         if candidates:
             pool = rng.choice(pool, min(candidates, len(pool)), replace=False)
         with torch.no_grad():
-            logits = torch.cat([model(x[pool[i:i + 128]]) for i in range(0, len(pool), 128)])
+            pool_t = torch.from_numpy(pool).to(device)
+            logits = torch.cat([model(x[pool_t[i:i + 128]]) for i in range(0, len(pool), 128)]).cpu()
         times["score"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        predict_logits(model, ds.x_train, pool, norm, torch.device("cpu"), "fp32")
+        predict_logits(model, ds.x_train, pool, norm, device, "fp32")
         times["score_alkit_code"] += time.perf_counter() - t0
         t0 = time.perf_counter()
         top2 = torch.softmax(logits, 1).topk(2, 1).values
@@ -88,10 +95,11 @@ def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: in
 
 
 def alkit_loop(initial: int, query: int, rounds: int, epochs: int, batch: int, lr: float, seed: int,
-               candidates: int | None, out: Path) -> dict[str, object]:
+               candidates: int | None, out: Path, device: str = "cpu", precision: str = "fp32"
+               ) -> dict[str, object]:
     result = alkit.run("fashion-mnist", ["margin"], [seed], initial=initial, query=query, rounds=rounds,
                        candidates=candidates, epochs=epochs, batch_size=batch, lr=lr, full_data="none",
-                       out=out, progress=False, report=False)
+                       device=device, precision=precision, out=out, progress=False, report=False)
     rows = [r for r in result.rows if r["strategy"] == "margin"]
     times = {k: sum(float(r[f"{k}_seconds"] or 0.0) for r in rows) for k in ("train", "score", "select")}
     return {"times": times, "f1": {int(r["n_labeled"]): float(r["f1_macro"]) for r in rows}}
@@ -100,8 +108,12 @@ def alkit_loop(initial: int, query: int, rounds: int, epochs: int, batch: int, l
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda, for both loops (default: cpu)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="alkit's precision; the plain loop is always fp32 (default: fp32)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
+    device = resolve_device(args.device)
     initial, query, rounds, epochs, batch, lr, candidates = 1000, 1000, 9, 10, 64, 1e-3, None
     ds = alkit.load_dataset("fashion-mnist", progress=False)
     if args.smoke:
@@ -111,10 +123,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         results["alkit"] = alkit_loop(initial, query, rounds, epochs, batch, lr, args.seed, candidates,
-                                      Path(tmp) / "run")
+                                      Path(tmp) / "run", str(device), args.precision)
         results["alkit"]["wall"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    results["plain"] = plain_loop(ds, initial, query, rounds, epochs, batch, lr, args.seed, candidates)
+    results["plain"] = plain_loop(ds, initial, query, rounds, epochs, batch, lr, args.seed, candidates, device)
     results["plain"]["wall"] = time.perf_counter() - t0 - results["plain"]["times"]["score_alkit_code"]
     final = initial + rounds * query
     table = ["| loop | wall s | train s | score s | select s | F1 @final | F1 at each budget |",
@@ -126,14 +138,17 @@ def main() -> None:
                      f"{f1.get(final, float('nan')):.4f} | {curve} |")
     ratio = results["plain"]["wall"] / results["alkit"]["wall"]
     plain_t = results["plain"]["times"]
-    body = f"""## End to end: one standard run
+    default = device.type == "cpu" and args.precision == "fp32"
+    title = "" if default else f" on {device.type.upper()}, alkit in {args.precision}"
+    body = f"""## End to end: one standard run{title}
 
 Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
 Machine: {machine()}
 
 Fashion-MNIST, margin, seed {args.seed}, {initial:,} → {final:,} labels by {query:,}, {epochs} epochs, batch {batch},
 Adam {lr:g} with a cosine schedule, the whole unlabeled pool scored each round. alkit's wall time includes
-loading the data and writing the run folder; the plain loop's starts from the loaded arrays.
+loading the data and writing the run folder; the plain loop's starts from the loaded arrays. Device: {device};
+alkit's precision: {args.precision}; the plain loop's: fp32.
 
 {chr(10).join(table)}
 
@@ -145,7 +160,7 @@ not counted in the plain loop's wall time).
 """
     print(body)
     if not args.smoke:
-        write_section("end-to-end", body)
+        write_section("end-to-end" if default else f"end-to-end-{device.type}-{args.precision}", body)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,19 @@ Both score the same images with the same trained weights in the same process; ea
 optimisation is measured on its own, and the fast path's top-1000 selections are
 compared with the fp32 baseline's (selection fidelity) for margin and entropy.
 
-    python -m benchmarks.scoring                 # 60,000-image Fashion-MNIST pool
+    python -m benchmarks.scoring                 # 60,000-image Fashion-MNIST pool, on the CPU
+    python -m benchmarks.scoring --device cuda   # the same on a GPU (section "scoring-cuda")
     python -m benchmarks.scoring --smoke         # a few seconds, for CI (writes nothing)
+
+On the CPU, bf16 is emulated unless the CPU has AVX512-BF16 or AMX, so it runs on a tenth of the pool;
+int8 quantisation (x86 backend) runs on the CPU only.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -18,6 +24,7 @@ import torch
 import alkit
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.models import ReferenceCNN
+from alkit.models.device import cpu_has_native_bf16, resolve_device
 from alkit.models.seeded import init_weights
 from alkit.strategies import PoolPrediction, entropy_scores, margin_scores, top_k
 from alkit.training.config import TrainConfig
@@ -25,23 +32,22 @@ from alkit.training.trainer import Normalizer, fit, predict_logits
 from benchmarks.common import best_of, command, commit, machine, write_section
 
 
-def baseline_logits(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, batch: int = 128) -> np.ndarray:
+def baseline_logits(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, batch: int = 128,
+                    device: torch.device = torch.device("cpu")) -> np.ndarray:
     """What a user writes: eval mode, no_grad, NCHW float32, batch 128, one batch at a time."""
-    model.eval()
+    model.to(device).eval()
     out = []
-    mean = torch.tensor(norm.mean).view(1, -1, 1, 1)
-    std = torch.tensor(norm.std).view(1, -1, 1, 1)
+    mean = torch.tensor(norm.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std, device=device).view(1, -1, 1, 1)
     with torch.no_grad():
         for i in range(0, len(x), batch):
-            xb = torch.from_numpy(x[i:i + batch]).permute(0, 3, 1, 2).float() / 255.0
-            out.append(model((xb - mean) / std).numpy())
+            xb = torch.from_numpy(x[i:i + batch]).to(device).permute(0, 3, 1, 2).float() / 255.0
+            out.append(model((xb - mean) / std).cpu().numpy())
     return np.concatenate(out)
 
 
 def int8_static(model: torch.nn.Module, calibration: torch.Tensor) -> torch.nn.Module:
     """Post-training static int8 quantisation (FX graph mode, x86 backend), calibrated on ``calibration``."""
-    import copy
-
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
@@ -82,67 +88,73 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pool", type=int, default=60_000)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, no BENCHMARKS.md update")
     args = ap.parse_args()
     if args.smoke:
         args.pool, args.repeats = 2_000, 1
+    dev = resolve_device(args.device)
+    on_cpu = dev.type == "cpu"
     ds = alkit.load_dataset("fashion-mnist", progress=False)
     x = ds.x_train[: args.pool]
     norm = Normalizer(*ds.channel_stats())
     model = ReferenceCNN(ds.image_shape, 10)
     init_weights(model, torch_generator(0, 0, "init"))
     idx = numpy_rng(0, 0, "initial").choice(len(ds.y_train), 1000, replace=False)
-    fit(model, ds.x_train, ds.y_train, idx, TrainConfig(epochs=1 if args.smoke else 5), norm, torch.device("cpu"),
-        "fp32", numpy_rng(0, 0, "b"), torch_generator(0, 0, "d"))
-    cpu = torch.device("cpu")
+    fit(model, ds.x_train, ds.y_train, idx, TrainConfig(epochs=1 if args.smoke else 5), norm, dev,
+        "fp32", numpy_rng(0, 0, "b"), torch_generator(0, 0, "d", dev))
     k = min(1000, args.pool // 2)
+    bf16_pool = max(args.pool // 10, 500) if on_cpu and not cpu_has_native_bf16() else args.pool
+
+    def predict(net: torch.nn.Module, batch: int, precision: str = "fp32", n: int = args.pool) -> np.ndarray:
+        return predict_logits(net, x[:n], None, norm, dev, precision, batch)
+
+    def prepare(make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
+        t0 = time.perf_counter()
+        net = make()
+        predict(net, 256, n=256)
+        return net, time.perf_counter() - t0
+
     def jit_frozen() -> torch.nn.Module:
         with torch.inference_mode():
             return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model.eval(), torch.zeros(
-                256, ds.image_shape[2], *ds.image_shape[:2]))))
+                256, ds.image_shape[2], *ds.image_shape[:2], device=dev))))
 
-    t0 = time.perf_counter()
-    frozen = jit_frozen()
-    predict_logits(frozen, x[:256], None, norm, cpu, "fp32", 256)
-    freeze_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    quantized = int8_static(model, norm(ds.x_train[np.sort(idx)], cpu))
-    predict_logits(quantized, x[:256], None, norm, cpu, "fp32", 256)
-    quantize_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    compiled = torch.compile(model)
-    predict_logits(compiled, x[:256], None, norm, cpu, "fp32", 256)
-    compile_seconds = time.perf_counter() - t0
-    variants = {
-        "baseline: eager fp32 model(x), batch 128": lambda: baseline_logits(model, x, norm, 128),
-        "baseline loop, batch 1024": lambda: baseline_logits(model, x, norm, 1024),
-        "alkit predict_logits (default path: inference_mode, batch 256)":
-            lambda: predict_logits(model, x, None, norm, cpu, "fp32", 256),
-        "alkit predict_logits, batch 1024": lambda: predict_logits(model, x, None, norm, cpu, "fp32", 1024),
-        "alkit predict_logits, channels-last model": lambda: predict_logits(
-            model.to(memory_format=torch.channels_last), x, None, norm, cpu, "fp32", 256),
-        "TorchScript frozen + optimize_for_inference, batch 256":
-            lambda: predict_logits(frozen, x, None, norm, cpu, "fp32", 256),
-        "torch.compile (inductor), batch 256": lambda: predict_logits(compiled, x, None, norm, cpu, "fp32", 256),
-        "int8 static quantisation (x86 backend), batch 256":
-            lambda: predict_logits(quantized, x, None, norm, cpu, "fp32", 256),
-        "alkit predict_logits, bf16 autocast": lambda: predict_logits(model, x[: max(args.pool // 10, 500)], None,
-                                                                      norm, cpu, "bf16", 1024),
+    frozen, freeze_seconds = prepare(jit_frozen)
+    compiled, compile_seconds = prepare(lambda: torch.compile(model))
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    variants: dict[str, tuple[Callable[[], np.ndarray], int]] = {
+        "baseline: eager fp32 model(x), batch 128": (lambda: baseline_logits(model, x, norm, 128, dev), args.pool),
+        "baseline loop, batch 1024": (lambda: baseline_logits(model, x, norm, 1024, dev), args.pool),
+        "alkit predict_logits (default path: inference_mode, batch 256)": (lambda: predict(model, 256), args.pool),
+        "alkit predict_logits, batch 1024": (lambda: predict(model, 1024), args.pool),
+        "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
+        "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),
+        "torch.compile (inductor), batch 256": (lambda: predict(compiled, 256), args.pool),
+        "alkit predict_logits, bf16 autocast": (lambda: predict(model, 1024, "bf16", bf16_pool), bf16_pool),
     }
+    quantize_seconds = None
+    if on_cpu:
+        quantized, quantize_seconds = prepare(lambda: int8_static(model, norm(ds.x_train[np.sort(idx)], dev)))
+        variants["int8 static quantisation (x86 backend), batch 256"] = (lambda: predict(quantized, 256), args.pool)
+    else:
+        variants["alkit predict_logits, bf16 autocast, batch 4096"] = (lambda: predict(model, 4096, "bf16"),
+                                                                        args.pool)
+        variants["alkit predict_logits, bf16, channels-last, batch 4096"] = (
+            lambda: predict(channels_last, 4096, "bf16"), args.pool)
     rows, outputs = [], {}
-    for name, fn in variants.items():
-        seconds, outputs[name] = best_of(fn, args.repeats if "bf16" not in name else 1)
-        n = max(args.pool // 10, 500) if "bf16" in name else args.pool
+    for name, (fn, n) in variants.items():
+        seconds, outputs[name] = best_of(fn, args.repeats if n == args.pool else 1)
         rows.append((name, n / seconds))
     base_rate = rows[0][1]
     ref = outputs["baseline: eager fp32 model(x), batch 128"]
     t0 = time.perf_counter()
     ref_sel = {s: set(select(ref, k, s).tolist()) for s in ("margin", "entropy")}
     select_seconds = (time.perf_counter() - t0) / 2
-    flop = 2 * macs_per_image(model, ds.image_shape)
+    flop = 2 * macs_per_image(model.cpu(), ds.image_shape)
 
     def overlap(name: str, strategy: str) -> str:
-        if "bf16" in name:
+        if len(outputs[name]) != len(ref):
             return "–"
         return f"{len(ref_sel[strategy] & set(select(outputs[name], k, strategy).tolist())) / k:.1%}"
 
@@ -150,28 +162,31 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     table += [f"| {name} | {rate:,.0f} | {rate / base_rate:.2f}x | {rate * flop / 1e9:.1f} | "
               f"{overlap(name, 'margin')} | {overlap(name, 'entropy')} |" for name, rate in rows]
-    body = f"""## Pool scoring throughput
+    subset = (f" (bf16: one run on {bf16_pool:,} images, since this CPU emulates bf16; no overlap)"
+              if bf16_pool != args.pool else "")
+    quantize = (f", int8 quantisation {quantize_seconds:.1f} s (calibrated on the 1,000 labeled images)"
+                if quantize_seconds is not None else "")
+    body = f"""## Pool scoring throughput{"" if on_cpu else f" on {dev.type.upper()}"}
 
 Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
 Machine: {machine()}
 
-Pool: the first {args.pool:,} Fashion-MNIST training images; the reference CNN trained 5 epochs on 1,000
-labels; best of {args.repeats} runs per variant (bf16: one run on a tenth of the pool). Softmax +
-scoring + top-{k} over the pool takes {select_seconds * 1000:.0f} ms per strategy.
+Pool: the first {args.pool:,} Fashion-MNIST training images on {dev}; the reference CNN trained 5 epochs on
+1,000 labels; best of {args.repeats} runs per variant{subset}. Softmax + scoring + top-{k} over the pool takes
+{select_seconds * 1000:.0f} ms per strategy.
 
 {chr(10).join(table)}
 
 GFLOP/s counts {flop / 1e6:.1f} MFLOP per image (2 x {flop // 2:,} multiply-accumulates in the convolutions and
 dense layers). The overlap columns compare each variant's top-{k} selection with the eager fp32 baseline's
-(selection fidelity; bf16 ran on a different subset).
+(selection fidelity).
 
-One-off preparation per trained model: TorchScript freezing {freeze_seconds:.1f} s, int8 quantisation
-{quantize_seconds:.1f} s (calibrated on the 1,000 labeled images), torch.compile {compile_seconds:.1f} s
-(first call, including compilation).
+One-off preparation per trained model: TorchScript freezing {freeze_seconds:.1f} s{quantize}, torch.compile
+{compile_seconds:.1f} s (first call, including compilation).
 """
     print(body)
     if not args.smoke:
-        write_section("scoring", body)
+        write_section("scoring" if on_cpu else f"scoring-{dev.type}", body)
 
 
 if __name__ == "__main__":

@@ -123,3 +123,10 @@ def test_complete_seeds_leaves_out_a_seed_that_stopped_early() -> None:
     assert partial == [2]
     assert {r["seed"] for r in kept} == {0, 1} and len(kept) == 12
     assert complete_seeds(rows, "other") == ([rows[-1]], [])
+
+
+def test_gpu_script_parses_and_rejects_unknown_commands() -> None:
+    script = ROOT / "benchmarks" / "gpu.sh"
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    out = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True)
+    assert out.returncode == 2 and "usage: bash benchmarks/gpu.sh prepare|run" in out.stderr

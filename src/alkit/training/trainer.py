@@ -79,7 +79,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
     for _ in range(epochs):
         order = batch_rng.permutation(indices)
-        total, count = 0.0, 0
+        total, count = torch.zeros((), device=device), 0
         for batch in _batches(order, cfg.batch_size):
             if len(batch) < 2:  # BatchNorm needs two samples
                 continue
@@ -95,9 +95,9 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
             opt.step()
             if schedule is not None:
                 schedule.step()
-            total += float(loss.detach()) * len(batch)
+            total += loss.detach() * len(batch)  # stays on the device: no GPU sync per step
             count += len(batch)
-        last = total / max(count, 1)
+        last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
     return last
 

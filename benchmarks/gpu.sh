@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU benchmarks as one short script, for a lent GPU machine that has PyTorch but no internet.
+#
+#   bash benchmarks/gpu.sh prepare   # here, in the README's environment: copies the four Fashion-MNIST
+#                                    # files and the wheels alkit needs beyond PyTorch's usual company into
+#                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
+#   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: scoring on
+#                                    # CUDA, then the end-to-end run with alkit in bf16 and in fp32; writes the
+#                                    # sections scoring-cuda, end-to-end-cuda-bf16 and end-to-end-cuda-fp32
+#                                    # into BENCHMARKS.md, and copies it and the log to $OUT when that is set
+#
+# About 5 minutes on one H100. Copy the three sections back into BENCHMARKS.md here.
+# Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
+# nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEV=.devdata
+
+prepare() {
+    local py=${PYTHON:-python}
+    local src
+    src=$("$py" -c 'from alkit.data.fashion_mnist import locate
+found = locate()
+print(found["train_images"].parent if found else "")')
+    if [[ -z "$src" ]]; then
+        echo "gpu.sh: Fashion-MNIST is not on this machine; run 'alkit fetch fashion-mnist' first" >&2
+        exit 2
+    fi
+    rm -rf "$DEV" && mkdir -p "$DEV/data/fashion-mnist" "$DEV/whl"
+    cp "$src"/*-ubyte* "$DEV/data/fashion-mnist/"
+    "$py" -m pip download -q --no-deps --only-binary=:all: -d "$DEV/whl" \
+        "platformdirs==$("$py" -c 'import platformdirs; print(platformdirs.__version__)')"
+    du -sh "$DEV"
+}
+
+run() {
+    local out=${OUT:-/tmp/alkit-gpu} device=${ALKIT_GPU_DEVICE:-cuda}
+    mkdir -p "$out"
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/alkit-site "$DEV"/whl/*.whl
+    export PYTHONPATH="/tmp/alkit-site:src:.${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+    export ALKIT_DATA="$PWD/$DEV/data"
+    local rc=0 log="$out/gpu.log"
+    if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log"; fi
+    python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
+    python3 -m benchmarks.end_to_end --device "$device" --precision bf16 "$@" 2>&1 | tee -a "$log" || rc=1
+    python3 -m benchmarks.end_to_end --device "$device" --precision fp32 "$@" 2>&1 | tee -a "$log" || rc=1
+    cp BENCHMARKS.md "$out/"
+    return $rc
+}
+
+case "${1:-}" in
+    prepare) prepare ;;
+    run) shift; run "$@" ;;
+    *) echo "usage: bash benchmarks/gpu.sh prepare|run" >&2; exit 2 ;;
+esac

@@ -9,7 +9,7 @@
 #                                    # sections scoring-cuda, end-to-end-cuda-bf16 and end-to-end-cuda-fp32
 #                                    # into BENCHMARKS.md, and copies it and the log to $OUT when that is set
 #
-# About 5 minutes on one H100. Copy the three sections back into BENCHMARKS.md here.
+# Sized for one 10-minute call on an H100 (not yet run on one). Copy the three sections back here.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
 # nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.
 set -euo pipefail

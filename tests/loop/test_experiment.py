@@ -75,10 +75,12 @@ def test_rerun_is_exactly_reproducible_and_resume_is_a_noop(small_npz: Path, tmp
     assert len(again.rows) == len(a.rows) == len(b.rows)
 
 
-def test_resume_refuses_a_different_config(small_npz: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_different_config_and_keeps_the_folder_as_it_was(small_npz: Path, tmp_path: Path) -> None:
     alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", **FAST)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "c").iterdir() if f.is_file()}
     with pytest.raises(RunStoreError, match=r"made with a different configuration \(differs in: train.epochs\)"):
         alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", **{**FAST, "epochs": 3})
+    assert {f.name: f.read_bytes() for f in (tmp_path / "c").iterdir() if f.is_file()} == before
 
 
 def test_extending_a_finished_run_matches_running_the_larger_one(small_npz: Path, tmp_path: Path) -> None:

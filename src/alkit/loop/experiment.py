@@ -91,12 +91,12 @@ class Experiment:
     def run(self) -> RunResult:
         datasets = self.loaded = self.load_datasets()
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(self.config, self.out_dir / "config.yaml")
         with RunStore(self.out_dir / "runs.sqlite") as store:
             fingerprint = self.config.result_fingerprint()
             if store.check_config(fingerprint, extends=self.config.extends):
                 self._reopen_rounds(store, datasets)
                 store.save_config(fingerprint)
+            _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
             n_rounds = self.config.loop.n_rounds()
             total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (n_rounds + 1)
             done = len(store.rounds())

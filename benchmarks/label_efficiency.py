@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
+    ap.add_argument("--init", default="torch", choices=["torch", "glorot"],
+                    help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)
@@ -141,7 +143,7 @@ def main() -> None:
     else:
         kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
-                                  lr_schedule=args.lr_schedule,
+                                  lr_schedule=args.lr_schedule, init=args.init,
                                   augment=args.augment, full_data=args.full_data)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, full_data="none")

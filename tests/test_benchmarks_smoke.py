@@ -35,9 +35,9 @@ def test_memory_smoke() -> None:
 @pytest.mark.slow
 def test_label_efficiency_smoke(tmp_path: Path) -> None:
     require_real(FMNIST_DIR)
-    out = _run("benchmarks.label_efficiency", "--strategies", "random,margin", "--seeds", "0",
+    out = _run("benchmarks.label_efficiency", "--strategies", "random,margin", "--seeds", "0", "--init", "glorot",
                "--out", str(tmp_path / "le"))
-    assert "| margin | 1 |" in out and "labels to random's final F1" in out
+    assert "| margin | 1 |" in out and "labels to random's final F1" in out and "init glorot" in out
 
 
 @pytest.mark.slow

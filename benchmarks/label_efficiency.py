@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 import alkit
+from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
 from alkit.storage.run_store import RunStore
 from benchmarks.common import command, commit, machine, write_section
@@ -132,7 +133,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr-schedule", default="cosine", choices=["constant", "cosine"])
-    ap.add_argument("--init", default="torch", choices=["torch", "glorot"],
+    ap.add_argument("--init", default="torch", choices=INIT_SCHEMES,
                     help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--full-data", default="first-seed")

@@ -33,6 +33,9 @@ def machine() -> str:
 
 
 def commit() -> str:
+    """The short commit hash, ``+dirty`` with uncommitted changes; ALKIT_BENCH_COMMIT names it where git is absent."""
+    if os.environ.get("ALKIT_BENCH_COMMIT"):
+        return os.environ["ALKIT_BENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,

@@ -4,12 +4,14 @@
 #   bash benchmarks/gpu.sh prepare   # here, in the README's environment: copies the four Fashion-MNIST
 #                                    # files and the wheels alkit needs beyond PyTorch's usual company into
 #                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
-#   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: scoring on
-#                                    # CUDA, then the end-to-end run with alkit in bf16 and in fp32; writes the
-#                                    # sections scoring-cuda, end-to-end-cuda-bf16 and end-to-end-cuda-fp32
-#                                    # into BENCHMARKS.md, and copies it and the log to $OUT when that is set
+#   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: the CUDA
+#                                    # tests (pytest -m cuda), scoring on CUDA, then the end-to-end run with
+#                                    # alkit in bf16 and in fp32; writes the sections scoring-cuda,
+#                                    # end-to-end-cuda-bf16 and end-to-end-cuda-fp32 into BENCHMARKS.md, and
+#                                    # copies it (after each step) and the log to $OUT when that is set
 #
-# Sized for one 10-minute call on an H100 (not yet run on one). Copy the three sections back here.
+# Sized for one 10-minute call on an H100. Copy the three sections back here. Where git is absent,
+# ALKIT_BENCH_COMMIT names the commit the sections record.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
 # nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.
 set -euo pipefail
@@ -40,9 +42,16 @@ run() {
     export PYTHONPATH="/tmp/alkit-site:src:.${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     export ALKIT_DATA="$PWD/$DEV/data"
     local rc=0 log="$out/gpu.log"
-    if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$log"; fi
+    : > "$log"
+    if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"; fi
+    python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__)' | tee -a "$log"
+    if [[ "$device" == cuda* ]]; then
+        python3 -m pytest -q -p no:cacheprovider -m cuda tests/training/test_cuda.py 2>&1 | tee -a "$log" || rc=1
+    fi
     python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
+    cp BENCHMARKS.md "$out/"
     python3 -m benchmarks.end_to_end --device "$device" --precision bf16 "$@" 2>&1 | tee -a "$log" || rc=1
+    cp BENCHMARKS.md "$out/"
     python3 -m benchmarks.end_to_end --device "$device" --precision fp32 "$@" 2>&1 | tee -a "$log" || rc=1
     cp BENCHMARKS.md "$out/"
     return $rc

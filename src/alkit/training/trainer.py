@@ -40,6 +40,21 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def reproducible_kernels(device: torch.device) -> Iterator[None]:
+    """On CUDA, cuDNN's deterministic algorithms (no autotuning), so a seeded run repeats bit for bit."""
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
+
+
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
     """Random shifts by up to ``pad`` pixels and horizontal flips, drawn from ``generator``."""
     n, _, h, w = x.shape
@@ -77,27 +92,28 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     steps_per_epoch = max(1, sum(1 for b in range(0, len(indices), cfg.batch_size) if len(indices) - b >= 2))
     epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
-    for _ in range(epochs):
-        order = batch_rng.permutation(indices)
-        total, count = torch.zeros((), device=device), 0
-        for batch in _batches(order, cfg.batch_size):
-            if len(batch) < 2:  # BatchNorm needs two samples
-                continue
-            sorted_batch = np.sort(batch)
-            xb = normalizer(x[sorted_batch], device)
-            yb = labels[sorted_batch].to(device)
-            if cfg.augment:
-                xb = augment_batch(xb, torch_gen)
-            with autocast(device, precision):
-                loss = loss_fn(model(xb).float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if schedule is not None:
-                schedule.step()
-            total += loss.detach() * len(batch)  # stays on the device: no GPU sync per step
-            count += len(batch)
-        last = float(total) / max(count, 1)
+    with reproducible_kernels(device):
+        for _ in range(epochs):
+            order = batch_rng.permutation(indices)
+            total, count = torch.zeros((), device=device), 0
+            for batch in _batches(order, cfg.batch_size):
+                if len(batch) < 2:  # BatchNorm needs two samples
+                    continue
+                sorted_batch = np.sort(batch)
+                xb = normalizer(x[sorted_batch], device)
+                yb = labels[sorted_batch].to(device)
+                if cfg.augment:
+                    xb = augment_batch(xb, torch_gen)
+                with autocast(device, precision):
+                    loss = loss_fn(model(xb).float(), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if schedule is not None:
+                    schedule.step()
+                total += loss.detach() * len(batch)  # stays on the device: no GPU sync per step
+                count += len(batch)
+            last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
     return last
 
@@ -112,7 +128,7 @@ def predict_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, 
     for start in range(0, n, batch_size):
         sel = slice(start, start + batch_size) if indices is None else indices[start:start + batch_size]
         xb = normalizer(x[sel], device)
-        with autocast(device, precision):
+        with autocast(device, precision), reproducible_kernels(device):
             logits = model(xb).float()
         if out is None:
             out = np.empty((n, logits.shape[1]), dtype=np.float32)

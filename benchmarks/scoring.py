@@ -104,6 +104,7 @@ def main() -> None:
     fit(model, ds.x_train, ds.y_train, idx, TrainConfig(epochs=1 if args.smoke else 5), norm, dev,
         "fp32", numpy_rng(0, 0, "b"), torch_generator(0, 0, "d", dev))
     k = min(1000, args.pool // 2)
+    default_batch = TrainConfig().eval_batch_for(dev)
     bf16_pool = max(args.pool // 10, 500) if on_cpu and not cpu_has_native_bf16() else args.pool
 
     def predict(net: torch.nn.Module, batch: int, precision: str = "fp32", n: int = args.pool) -> np.ndarray:
@@ -126,7 +127,8 @@ def main() -> None:
     variants: dict[str, tuple[Callable[[], np.ndarray], int]] = {
         "baseline: eager fp32 model(x), batch 128": (lambda: baseline_logits(model, x, norm, 128, dev), args.pool),
         "baseline loop, batch 1024": (lambda: baseline_logits(model, x, norm, 1024, dev), args.pool),
-        "alkit predict_logits (default path: inference_mode, batch 256)": (lambda: predict(model, 256), args.pool),
+        f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})": (
+            lambda: predict(model, default_batch), args.pool),
         "alkit predict_logits, batch 1024": (lambda: predict(model, 1024), args.pool),
         "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
         "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),

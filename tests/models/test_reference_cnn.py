@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from alkit.models import ReferenceCNN, count_parameters, resolve_device, resolve_precision, summary
-from alkit.models.seeded import SeededDropout, init_weights, set_dropout_generator
+from alkit.models.seeded import SeededDropout, init_weights, same_device, set_dropout_generator
 from alkit.errors import ConfigError
 
 
@@ -90,3 +90,9 @@ def test_device_and_precision_resolution() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+
+
+def test_same_device_treats_a_missing_index_as_the_current_device() -> None:
+    cuda, cuda0, cuda1, cpu = (torch.device(d) for d in ("cuda", "cuda:0", "cuda:1", "cpu"))
+    assert same_device(cuda, cuda0) and same_device(cuda0, cuda) and same_device(cpu, torch.device("cpu"))
+    assert not same_device(cuda0, cuda1) and not same_device(cpu, cuda0)

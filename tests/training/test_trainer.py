@@ -148,3 +148,18 @@ def test_predict_logits_matches_subsets_and_runs_in_eval_mode():
     np.testing.assert_allclose(sub, full[idx], rtol=1e-5, atol=1e-5)
     assert not model.training
     assert len(predict_logits(model, x, np.array([], dtype=np.int64), norm, CPU, "fp32")) == 0
+
+
+@pytest.mark.parametrize("n,batch", [(50, 16), (33, 16), (1, 8)])
+def test_device_resident_batches_equal_the_per_step_copies(n, batch):
+    from alkit.training.trainer import _LabeledSet
+
+    x, y = _quadrant_data(80)
+    idx = np.random.default_rng(0).choice(80, n, replace=False)
+    norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
+    order = np.random.default_rng(1).permutation(idx)
+    copied = list(_LabeledSet(x, torch.as_tensor(y), idx, norm, CPU, resident=False).epoch(order, batch))
+    resident = list(_LabeledSet(x, torch.as_tensor(y), idx, norm, CPU, resident=True).epoch(order, batch))
+    assert len(copied) == len(resident) == n // batch + (n % batch >= 2)
+    for (xa, ya), (xb, yb) in zip(copied, resident):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

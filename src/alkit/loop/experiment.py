@@ -146,8 +146,8 @@ class Experiment:
         loss = fit(model, ds.x_train, labels, labeled, self.config.train, norm, self.device, self.precision,
                    numpy_rng(seed, round_, "batches"), torch_generator(seed, round_, "dropout", self.device))
         train_seconds = time.perf_counter() - t0
-        logits = predict_logits(model, ds.x_test, None, norm, self.device, self.precision,
-                                self.config.train.eval_batch_size)
+        logits = predict_logits(model, ds.x_test, None, norm, self.device, "fp32",
+                                self.config.train.eval_batch_for(self.device))
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
         return _Trained(model, metrics, train_seconds, loss)
 
@@ -198,8 +198,8 @@ class Experiment:
                             bar.set_postfix_str("score")
                             t0 = time.perf_counter()
                             trained.prediction = PoolPrediction(predict_logits(
-                                trained.model, ds.x_train, candidates, norm, self.device, self.precision,
-                                self.config.train.eval_batch_size))
+                                trained.model, ds.x_train, candidates, norm, self.device, "fp32",
+                                self.config.train.eval_batch_for(self.device)))
                             trained.score_seconds = time.perf_counter() - t0
                         prediction, score_seconds = trained.prediction, trained.score_seconds
                     bar.set_postfix_str("select")

@@ -22,13 +22,21 @@ class SeededDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0:
             return x
-        if self.generator is None or self.generator.device != x.device:
+        if self.generator is None:
             return nn.functional.dropout(x, self.p, training=True)
+        if not same_device(self.generator.device, x.device):
+            raise ValueError(f"SeededDropout: generator on {self.generator.device} but input on {x.device}; "
+                             "create the generator on the model's device")
         keep = torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(1 - self.p, generator=self.generator)
         return x * keep / (1 - self.p)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """True when ``a`` and ``b`` are one device; an index left out (``cuda``) means the current one (``cuda:0``)."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
 def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -> None:

@@ -7,7 +7,7 @@ generators passed in.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -24,13 +24,20 @@ class Normalizer:
 
     mean: np.ndarray
     std: np.ndarray
+    _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
 
     def __call__(self, batch: np.ndarray, device: torch.device, channels_last: bool = False) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
-        t = t.permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.as_tensor(self.mean, device=device).view(1, -1, 1, 1)
-        std = torch.as_tensor(self.std, device=device).view(1, -1, 1, 1)
-        t = (t - mean) / std
+        return self.standardize(t, channels_last)
+
+    def standardize(self, t: torch.Tensor, channels_last: bool = False) -> torch.Tensor:
+        """The same mapping for a uint8 NHWC tensor already on its device."""
+        if t.device not in self._on_device:  # mean and std cross to the device once, not per batch
+            self._on_device[t.device] = (torch.as_tensor(self.mean, device=t.device).view(1, -1, 1, 1),
+                                         torch.as_tensor(self.std, device=t.device).view(1, -1, 1, 1))
+        mean, std = self._on_device[t.device]
+        t = (t.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
         return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
 
 
@@ -67,8 +74,45 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> 
 
 
 def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """Consecutive batches of ``indices``, each sorted (faster reads from a memmap); a last single one is
+    dropped, since BatchNorm needs two samples."""
     for start in range(0, len(indices), size):
-        yield indices[start:start + size]
+        if len(indices) - start >= 2:
+            yield np.sort(indices[start:start + size])
+
+
+RESIDENT_BYTES = 2**30
+
+
+class _LabeledSet:
+    """Serves training batches; on a GPU the labeled images (up to ``RESIDENT_BYTES``) are copied there once
+    per round, and each epoch's batch positions in one transfer, instead of a host-to-device copy per step."""
+
+    def __init__(self, x: np.ndarray, labels: torch.Tensor, indices: np.ndarray, normalizer: Normalizer,
+                 device: torch.device, resident: bool | None = None) -> None:
+        self.x, self.labels, self.normalizer, self.device = x, labels, normalizer, device
+        self.sorted = np.sort(indices)
+        self.resident: tuple[torch.Tensor, torch.Tensor] | None = None
+        if resident is None:
+            resident = device.type == "cuda" and self.sorted.size * int(np.prod(x.shape[1:])) <= RESIDENT_BYTES
+        if resident:
+            self.resident = (torch.from_numpy(np.ascontiguousarray(x[self.sorted])).to(device),
+                             labels[self.sorted].to(device))
+
+    def epoch(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        batches = list(_batches(order, batch_size))
+        if self.resident is None:
+            for b in batches:
+                yield self.normalizer(self.x[b], self.device), self.labels[b].to(self.device)
+            return
+        if not batches:
+            return
+        positions = torch.from_numpy(np.searchsorted(self.sorted, np.concatenate(batches))).to(self.device)
+        start = 0
+        for b in batches:
+            pos = positions[start:start + len(b)]
+            start += len(b)
+            yield self.normalizer.standardize(self.resident[0][pos]), self.resident[1][pos]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
@@ -92,16 +136,11 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     steps_per_epoch = max(1, sum(1 for b in range(0, len(indices), cfg.batch_size) if len(indices) - b >= 2))
     epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
+    data = _LabeledSet(x, labels, indices, normalizer, device)
     with reproducible_kernels(device):
         for _ in range(epochs):
-            order = batch_rng.permutation(indices)
             total, count = torch.zeros((), device=device), 0
-            for batch in _batches(order, cfg.batch_size):
-                if len(batch) < 2:  # BatchNorm needs two samples
-                    continue
-                sorted_batch = np.sort(batch)
-                xb = normalizer(x[sorted_batch], device)
-                yb = labels[sorted_batch].to(device)
+            for xb, yb in data.epoch(batch_rng.permutation(indices), cfg.batch_size):
                 if cfg.augment:
                     xb = augment_batch(xb, torch_gen)
                 with autocast(device, precision):
@@ -111,8 +150,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
                 opt.step()
                 if schedule is not None:
                     schedule.step()
-                total += loss.detach() * len(batch)  # stays on the device: no GPU sync per step
-                count += len(batch)
+                total += loss.detach() * len(yb)  # stays on the device: no GPU sync per step
+                count += len(yb)
             last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
     return last

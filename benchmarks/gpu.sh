@@ -10,7 +10,7 @@
 #                                    # end-to-end-cuda-bf16 and end-to-end-cuda-fp32 into BENCHMARKS.md, and
 #                                    # copies it (after each step) and the log to $OUT when that is set
 #
-# Sized for one 10-minute call on an H100. Copy the three sections back here. Where git is absent,
+# About 4 minutes on an H100 (2026-11-26). Copy the three sections back here. Where git is absent,
 # ALKIT_BENCH_COMMIT names the commit the sections record.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
 # nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.

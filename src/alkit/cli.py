@@ -72,7 +72,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--warm-start", action="store_true", help="continue from last round's weights instead of retraining")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default: auto)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="auto: bf16 where the hardware runs it natively, else fp32 (default: auto)")
+                   help="training precision; auto: fp32 on a GPU, bf16 on a CPU with native bf16, else fp32; "
+                        "scoring is always fp32 (default: auto)")
     p.add_argument("--out", default="runs/alkit",
                    help="run folder; the same command with the same folder resumes, and more --rounds, "
                         "--seeds or strategies extend it (default: runs/alkit)")

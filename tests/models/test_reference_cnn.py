@@ -85,6 +85,10 @@ def test_device_and_precision_resolution() -> None:
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_precision("fp32", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert resolve_precision("auto", torch.device("cuda")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cuda")) == "bf16"
+    with pytest.raises(ConfigError, match="precision 'fp16' is unknown"):
+        resolve_precision("fp16", torch.device("cpu"))
     with pytest.raises(ConfigError, match="device 'tpu' is unknown"):
         resolve_device("tpu")
     if not torch.cuda.is_available():

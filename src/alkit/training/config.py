@@ -16,8 +16,8 @@ LR_SCHEDULES = ("constant", "cosine")
 class TrainConfig:
     """How the model is trained each round.
 
-    ``precision``: training's; ``auto`` uses bf16 autocast where the hardware runs bf16 natively and
-    fp32 elsewhere; the precision actually used is recorded with every round. The pool and the test
+    ``precision``: training's; ``auto`` is fp32 on a GPU and bf16 autocast on a CPU that runs bf16
+    natively (see ``resolve_precision``); the precision actually used is recorded with every round. The pool and the test
     set are always scored in fp32: bf16 logits reorder near-ties, and on an H100 the bf16 margin
     top-1000 kept only 92.7% of fp32's (BENCHMARKS.md, "Pool scoring throughput on CUDA").
     ``eval_batch_size``: images per scoring batch; unset, 256 on the CPU and 1024 on a GPU.

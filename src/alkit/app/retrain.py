@@ -155,13 +155,15 @@ class Retrainer:
         model = ReferenceCNN((self.image_size[1], self.image_size[0], 3), len(classes))
         init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
         fit(model, x_train, y_train, np.arange(len(y_train)), self.train_cfg, norm, self.device, self.precision,
-            numpy_rng(self.seed, version_seed, "batches"), torch_generator(self.seed, version_seed, "dropout", self.device))
+            numpy_rng(self.seed, version_seed, "batches"),
+            torch_generator(self.seed, version_seed, "dropout", self.device))
+        batch = self.train_cfg.eval_batch_for(self.device)
         holdout_labels = self.project.current_labels(holdout=True)
         x_hold, hold_ids = self._arrays(list(holdout_labels))
         metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0}
         if hold_ids:
             y_hold = np.array([index[holdout_labels[i]] for i in hold_ids])
-            pred = predict_logits(model, x_hold, None, norm, self.device, "fp32").argmax(1)
+            pred = predict_logits(model, x_hold, None, norm, self.device, "fp32", batch).argmax(1)
             m = classification_metrics(y_hold, pred, len(classes))
             metrics.update(accuracy=m["accuracy"], f1_macro=m["f1_macro"])
         pool, holdout = self.project.unlabeled_ids()
@@ -169,7 +171,7 @@ class Retrainer:
         x_hpool, holdout = self._arrays(holdout)
         ranked, predictions = [], []
         if pool:
-            logits = predict_logits(model, x_pool, None, norm, self.device, "fp32")
+            logits = predict_logits(model, x_pool, None, norm, self.device, "fp32", batch)
             prediction = PoolPrediction(logits)
             order = self.strategy.query(prediction if self.strategy.needs_model else None, np.array(pool),
                                         len(pool), numpy_rng(self.seed, version_seed, "ties"))
@@ -177,7 +179,7 @@ class Retrainer:
             probs = prediction.probs
             predictions += [(i, classes[int(p.argmax())], float(p.max())) for i, p in zip(pool, probs)]
         if holdout:
-            hprobs = PoolPrediction(predict_logits(model, x_hpool, None, norm, self.device, "fp32")).probs
+            hprobs = PoolPrediction(predict_logits(model, x_hpool, None, norm, self.device, "fp32", batch)).probs
             predictions += [(i, classes[int(p.argmax())], float(p.max())) for i, p in zip(holdout, hprobs)]
         queue = interleave_holdout(ranked, holdout, numpy_rng(self.seed, version_seed, "holdout-order"))
         metrics["train_seconds"] = round(time.perf_counter() - t0, 3)

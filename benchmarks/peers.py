@@ -36,7 +36,7 @@ CPU = torch.device("cpu")
 
 def alkit_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> np.ndarray:
     fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
-    logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_size)
+    logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_for(CPU))
     return get_strategy(strategy).query(PoolPrediction(logits), pool, k, np.random.default_rng(0))
 
 

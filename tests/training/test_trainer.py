@@ -163,3 +163,9 @@ def test_device_resident_batches_equal_the_per_step_copies(n, batch):
     assert len(copied) == len(resident) == n // batch + (n % batch >= 2)
     for (xa, ya), (xb, yb) in zip(copied, resident):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_scoring_batch_defaults_by_device_and_an_explicit_one_wins():
+    assert TrainConfig().eval_batch_for(CPU) == 256
+    assert TrainConfig().eval_batch_for(torch.device("cuda")) == 1024
+    assert TrainConfig(eval_batch_size=64).eval_batch_for(torch.device("cuda")) == 64

@@ -129,7 +129,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     loss_fn = nn.CrossEntropyLoss()
     labels = torch.as_tensor(y, dtype=torch.long)
     last = float("nan")
-    steps_per_epoch = max(1, sum(1 for b in range(0, len(indices), cfg.batch_size) if len(indices) - b >= 2))
+    steps_per_epoch = max(1, sum(1 for _ in _batches(indices, cfg.batch_size)))
     epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
     data = _LabeledSet(x, labels, indices, normalizer, device)

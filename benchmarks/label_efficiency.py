@@ -138,6 +138,7 @@ def main() -> None:
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel (same results)")
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
@@ -147,7 +148,7 @@ def main() -> None:
         kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
                                   lr_schedule=args.lr_schedule, init=args.init,
-                                  augment=args.augment, full_data=args.full_data)
+                                  augment=args.augment, full_data=args.full_data, workers=args.workers)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, full_data="none")
         run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-smoke" if args.smoke else ""))

@@ -20,7 +20,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
         imbalance: Any = None, data_dir: str | None = None, full_data: str = "first-seed",
-        out: str | Path = "runs/alkit", model: ModelSpec = None, progress: bool = True,
+        out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, progress: bool = True,
         report: bool = True) -> RunResult:
     """Run active learning on a grid of datasets x strategies x seeds and write a report.
 
@@ -29,6 +29,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     Re-running with the same arguments and ``out`` resumes an interrupted run.
     ``model`` is any ``torch.nn.Module`` (copied and re-initialised each round) or a
     factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
+    ``workers > 1`` runs seeds in that many spawned processes (same results; call it under
+    ``if __name__ == "__main__":``, and give a module-level factory, as with a DataLoader).
     """
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     config = ExperimentConfig(
@@ -39,7 +41,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),
-        full_data=full_data, out=str(out))
+        full_data=full_data, out=str(out), workers=workers)
     return run_config(config, model=model, progress=progress, report=report)
 
 

@@ -77,6 +77,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/alkit",
                    help="run folder; the same command with the same folder resumes, and more --rounds, "
                         "--seeds or strategies extend it (default: runs/alkit)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes that run seeds (and the full-data reference) in parallel, writing to the same "
+                        "run folder. Each gets an equal share of the CPU threads (results equal a one-process run "
+                        "with that many threads); on a GPU they share it (default: 1)")
     p.add_argument("--no-report", action="store_true", help="skip writing the HTML/Markdown report")
 
 
@@ -113,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("experiment", help="run a grid described by a YAML or TOML config file")
     p.add_argument("config", help="path to the config file (see configs/)")
     p.add_argument("--out", help="run folder (overrides the config's 'out')")
+    p.add_argument("--workers", type=int, help="parallel worker processes (overrides the config's 'workers')")
     p.add_argument("--no-report", action="store_true")
 
     p = sub.add_parser("report", help="(re)write the HTML and Markdown report of a run folder")
@@ -191,7 +196,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
-        out=args.out, progress=not args.quiet, report=not args.no_report)
+        out=args.out, workers=args.workers, progress=not args.quiet, report=not args.no_report)
     return _finish(result)
 
 
@@ -202,6 +207,9 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.out:
         config.out = args.out
+    if args.workers is not None:
+        config.workers = args.workers
+        config.validate(f"--workers {args.workers}")
     return _finish(alkit.run_config(config, progress=not args.quiet, report=not args.no_report))
 
 

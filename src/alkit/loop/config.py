@@ -102,6 +102,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     full_data: str = "first-seed"
     out: str | None = None
+    workers: int = 1
 
     def validate(self, where: str = "config") -> ExperimentConfig:
         if not self.datasets:
@@ -126,6 +127,9 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers, got {self.seeds!r}")
         if self.full_data not in FULL_DATA:
             raise ConfigError(f"{where}: full_data '{self.full_data}' is unknown; choose {', '.join(FULL_DATA)}")
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
+            raise ConfigError(f"{where}: workers must be an integer >= 1 (processes running seeds in parallel), "
+                              f"got {self.workers!r}")
         self.loop.validate(f"{where}: loop")
         try:
             self.train.validate()
@@ -170,6 +174,7 @@ class ExperimentConfig:
         """The settings that determine results: a resumed run must match them exactly."""
         d = self.to_dict()
         d.pop("out", None)
+        d.pop("workers", None)
         d["train"].pop("eval_batch_size", None)
         return d
 

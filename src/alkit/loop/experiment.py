@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alkit.data import Dataset, load_dataset
-from alkit.errors import RunStoreError
+from alkit.errors import ConfigError, RunStoreError
 from alkit.loop.config import DatasetSpec, ExperimentConfig
 from alkit.loop.oracle import Oracle, SimulatedOracle
 from alkit.loop.pool import PoolState, initial_set
@@ -71,7 +71,8 @@ class Experiment:
         self.out_dir = Path(out_dir)
         self.model_spec = model
         self.preloaded = datasets or {}
-        self.oracle_factory = oracle_factory or (lambda ds: SimulatedOracle(ds.y_train))
+        self.custom_oracle = oracle_factory
+        self.oracle_factory = oracle_factory or _simulated_oracle
         self.progress = progress
         self.device = resolve_device(config.train.device)
         self.precision = resolve_precision(config.train.precision, self.device)
@@ -90,6 +91,8 @@ class Experiment:
 
     def run(self) -> RunResult:
         datasets = self.loaded = self.load_datasets()
+        if self.config.workers > 1:
+            _worker_payload(self)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with RunStore(self.out_dir / "runs.sqlite") as store:
             fingerprint = self.config.result_fingerprint()
@@ -97,20 +100,39 @@ class Experiment:
                 self._reopen_rounds(store, datasets)
                 store.save_config(fingerprint)
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
-            n_rounds = self.config.loop.n_rounds()
-            total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (n_rounds + 1)
-            done = len(store.rounds())
-            with tqdm(total=total, initial=done, desc="alkit", unit="round", disable=not self.progress,
+            tasks = [(key, seed) for key in datasets for seed in self.config.seeds] \
+                + [(key, seed) for key in datasets for seed in self._full_data_seeds()]
+            total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (self.config.loop.n_rounds() + 1) \
+                + len(datasets) * len(self._full_data_seeds())
+            with tqdm(total=total, initial=store.count(), desc="alkit", unit="round", disable=not self.progress,
                       dynamic_ncols=True) as bar:
-                for key, ds in datasets.items():
-                    norm = Normalizer(*ds.channel_stats())
-                    for seed in self.config.seeds:
-                        self._run_seed(store, key, ds, norm, seed, bar)
-                    self._full_data(store, key, ds, norm, bar)
+                workers = min(self.config.workers, len(tasks))
+                if workers > 1:
+                    _run_in_processes(self, store, tasks, workers, bar)
+                else:
+                    for i, (key, seed) in enumerate(tasks):
+                        self.run_task(store, key, seed, full_data=i >= len(datasets) * len(self.config.seeds), bar=bar)
             store.export_csv(self.out_dir / "rounds.csv")
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
             rows, full = store.rounds(), store.full_data()
         return RunResult(self.out_dir, rows, full)
+
+    def run_task(self, store: RunStore, key: str, seed: int, *, full_data: bool, bar: tqdm | None = None) -> None:
+        """One unit of work: every strategy's rounds for (dataset, seed), or that seed's full-data reference.
+
+        Units share nothing but the store, so worker processes can run them in any order.
+        """
+        ds = self.loaded[key]
+        norm = Normalizer(*ds.channel_stats())
+        bar = bar if bar is not None else tqdm(disable=True)
+        if full_data:
+            self._full_data(store, key, ds, norm, seed, bar)
+        else:
+            self._run_seed(store, key, ds, norm, seed, bar)
+
+    def _full_data_seeds(self) -> list[int]:
+        mode = self.config.full_data
+        return [] if mode == "none" else self.config.seeds[:1] if mode == "first-seed" else list(self.config.seeds)
 
     def _reopen_rounds(self, store: RunStore, datasets: dict[str, Dataset]) -> None:
         """After an extension, drop each stored round from the first whose query the larger run changes.
@@ -224,19 +246,15 @@ class Experiment:
                 next_round[name] = r + 1
                 bar.update(1)
 
-    def _full_data(self, store: RunStore, key: str, ds: Dataset, norm: Normalizer, bar: tqdm) -> None:
-        mode = self.config.full_data
-        seeds = [] if mode == "none" else self.config.seeds[:1] if mode == "first-seed" else self.config.seeds
-        have = {row["seed"] for row in store.full_data(key)}
-        for seed in seeds:
-            if seed in have:
-                continue
-            bar.set_description(f"{key} seed {seed} full-data reference ({len(ds.y_train)} labels)")
-            bar.set_postfix_str("train")
-            trained = self._train_eval(ds, norm, ds.y_train,
-                                       np.arange(len(ds.y_train)), seed, 0, None)
-            store.save_full_data({"dataset": key, "seed": seed, "n_labeled": len(ds.y_train), **trained.metrics,
-                                  "train_seconds": trained.train_seconds})
+    def _full_data(self, store: RunStore, key: str, ds: Dataset, norm: Normalizer, seed: int, bar: tqdm) -> None:
+        if any(row["seed"] == seed for row in store.full_data(key)):
+            return
+        bar.set_description(f"{key} seed {seed} full-data reference ({len(ds.y_train)} labels)")
+        bar.set_postfix_str("train")
+        trained = self._train_eval(ds, norm, ds.y_train, np.arange(len(ds.y_train)), seed, 0, None)
+        store.save_full_data({"dataset": key, "seed": seed, "n_labeled": len(ds.y_train), **trained.metrics,
+                              "train_seconds": trained.train_seconds})
+        bar.update(1)
 
     # -- warm-start checkpoints ------------------------------------------------------------
     def _checkpoint_path(self, key: str, strategy: str, seed: int, round_: int) -> Path:
@@ -263,6 +281,79 @@ class Experiment:
         model = self._new_model(ds, seed, 0)
         model.load_state_dict(torch.load(path, map_location=self.device, weights_only=True))
         return model
+
+
+def _simulated_oracle(ds: Dataset) -> Oracle:
+    return SimulatedOracle(ds.y_train)
+
+
+def _run_in_processes(exp: Experiment, store: RunStore, tasks: list[tuple[str, int]], workers: int, bar: tqdm) -> None:
+    """Run the (dataset, seed) units in ``workers`` spawned processes that commit to the same store.
+
+    Every random draw depends only on (seed, round, purpose), never on which process or in what
+    order a unit runs, so the results equal a one-process run's with the same CPU threads per
+    process. Each process gets threads // workers CPU threads (float sums depend on the thread
+    count, as they do between machines); on a GPU they share the device. Progress is read back
+    from the store.
+    """
+    import multiprocessing
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    n_seed_tasks = len(exp.loaded) * len(exp.config.seeds)
+    shared = _worker_payload(exp)
+    threads = max(1, torch.get_num_threads() // workers)
+    bar.set_description(f"{len(tasks)} units in {workers} worker processes")
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(shared, threads)) as pool:
+        futures = [pool.submit(_worker_task, key, seed, i >= n_seed_tasks) for i, (key, seed) in enumerate(tasks)]
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
+                bar.update(store.count() - bar.n)
+                for f in done:
+                    f.result()
+        except BrokenProcessPool:
+            raise RunStoreError(f"{exp.out_dir}: a worker process died (out of memory?); the rounds it committed "
+                                "are kept: run the same command again to resume") from None
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+    bar.update(store.count() - bar.n)
+
+
+def _worker_payload(exp: Experiment) -> tuple[Any, ...]:
+    """What each worker process needs to rebuild the experiment; refused early if it cannot be pickled."""
+    import pickle
+
+    shared = (exp.config, exp.out_dir, exp.model_spec, exp.preloaded, exp.custom_oracle)
+    try:
+        pickle.dumps(shared)
+    except (pickle.PicklingError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"workers={exp.config.workers}: the model factory, oracle or preloaded datasets cannot be "
+                          f"sent to worker processes ({exc}); pass a module-level function or an nn.Module, "
+                          "or use workers=1") from None
+    return shared
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(shared: tuple[Any, ...], threads: int) -> None:
+    config, out_dir, model, preloaded, oracle = shared
+    torch.set_num_threads(threads)
+    _WORKER["experiment"] = Experiment(config, out_dir, model=model, datasets=preloaded, oracle_factory=oracle,
+                                       progress=False)
+
+
+def _worker_task(key: str, seed: int, full_data: bool) -> None:
+    exp: Experiment = _WORKER["experiment"]
+    if key not in exp.loaded:
+        spec = next(s for s in exp.config.datasets if s.key == key)
+        exp.loaded[key] = exp.preloaded.get(key) or _load(spec, False)
+    with RunStore(exp.out_dir / "runs.sqlite") as store:
+        exp.run_task(store, key, seed, full_data=full_data)
 
 
 def _load(spec: DatasetSpec, progress: bool) -> Dataset:

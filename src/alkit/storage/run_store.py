@@ -54,7 +54,9 @@ class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        # Worker processes (ExperimentConfig.workers) commit to the same file; WAL lets them, and the
+        # timeout waits out another process's commit instead of failing.
+        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=120)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -141,6 +143,10 @@ class RunStore:
             row["queried"] = _unblob(row["queried"])
             out.append(row)
         return out
+
+    def count(self) -> int:
+        """Committed rounds plus full-data references: the progress of a run, cheaply."""
+        return sum(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("rounds", "full_data"))
 
     def drop_rounds(self, dataset: str, strategy: str, seed: int, from_round: int) -> int:
         """Delete rounds ``from_round`` onwards of one (dataset, strategy, seed) so they are run again."""

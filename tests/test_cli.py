@@ -33,6 +33,7 @@ def test_model_summary(capsys: pytest.CaptureFixture) -> None:
     (["experiment", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read config"),
     (["report", "/tmp"], "/tmp: no runs.sqlite here"),
     (["model", "--input-shape", "8x8x1"], "--input-shape: input shape (8, 8, 1) is too small"),
+    (["run", "--workers", "0"], "config: workers must be an integer >= 1"),
 ])
 def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     out = _cli(*args)
@@ -53,8 +54,12 @@ def test_experiment_and_report_commands(small_npz: Path, tmp_path: Path) -> None
     cfg = tmp_path / "grid.yaml"
     cfg.write_text(f"datasets: [{{name: npz, data_dir: {small_npz}}}]\nstrategies: [random, entropy]\nseeds: [0]\n"
                    "loop: {initial: 40, query: 20, rounds: 1}\ntrain: {epochs: 1}\nfull_data: none\n")
-    out = _cli("experiment", str(cfg), "--out", str(tmp_path / "run"), "-q")
+    bad = _cli("experiment", str(cfg), "--workers", "0")
+    assert bad.returncode == 2 and "--workers 0: workers must be an integer >= 1" in bad.stderr
+    cfg.write_text(cfg.read_text().replace("seeds: [0]", "seeds: [0, 1]"))
+    out = _cli("experiment", str(cfg), "--out", str(tmp_path / "run"), "--workers", "2", "-q")
     assert out.returncode == 0, out.stderr
+    assert (tmp_path / "run" / "rounds.csv").read_text().count("\nnpz,") == 2 * 2 * 2
     assert "report: " in out.stdout and (tmp_path / "run" / "report.html").exists()
     (tmp_path / "run" / "report.html").unlink()
     assert _cli("report", str(tmp_path / "run")).returncode == 0

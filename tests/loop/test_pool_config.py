@@ -71,6 +71,8 @@ BASE = {"datasets": ["fashion-mnist"], "strategies": ["random", "margin"], "seed
     ({"train": {"device": "tpu"}}, "train.device: 'tpu' is unknown"),
     ({"seeds": [-1]}, "seeds must be a non-empty list of non-negative integers"),
     ({"full_data": "some"}, "full_data 'some' is unknown"),
+    ({"workers": 0}, "grid.yaml: workers must be an integer >= 1"),
+    ({"workers": "4"}, "grid.yaml: workers must be an integer >= 1"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
 ])
 def test_config_validation(override: dict, message: str) -> None:
@@ -89,7 +91,10 @@ def test_yaml_and_toml_files(tmp_path: Path) -> None:
     y = tmp_path / "g.yaml"
     y.write_text("datasets: [fashion-mnist]\nstrategies: random,entropy\nseeds: [0, 1]\nloop: {budget: 3000}\n")
     cfg = load_config(y)
-    assert cfg.strategies == ["random", "entropy"] and cfg.loop.n_rounds() == 2
+    assert cfg.strategies == ["random", "entropy"] and cfg.loop.n_rounds() == 2 and cfg.workers == 1
+    y.write_text("datasets: [fashion-mnist]\nstrategies: [random]\nworkers: 3\n")
+    cfg = load_config(y)
+    assert cfg.workers == 3 and "workers" not in cfg.result_fingerprint()
     t = tmp_path / "g.toml"
     t.write_text('datasets = [{name = "cifar10", imbalance = "step:10"}]\nstrategies = ["margin"]\n[train]\nepochs = 3\n')
     cfg = load_config(t)

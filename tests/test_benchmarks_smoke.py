@@ -130,3 +130,10 @@ def test_gpu_script_parses_and_rejects_unknown_commands() -> None:
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     out = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True)
     assert out.returncode == 2 and "usage: bash benchmarks/gpu.sh prepare|run" in out.stderr
+
+
+@pytest.mark.slow
+def test_workers_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.workers", "--workers", "2")
+    assert "2 worker processes" in out and "Speed-up: **" in out and "largest F1 difference" in out

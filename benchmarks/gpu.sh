@@ -5,12 +5,13 @@
 #                                    # files and the wheels alkit needs beyond PyTorch's usual company into
 #                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
 #   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: the CUDA
-#                                    # tests (pytest -m cuda), scoring on CUDA, then the end-to-end run with
-#                                    # alkit in bf16 and in fp32; writes the sections scoring-cuda,
-#                                    # end-to-end-cuda-bf16 and end-to-end-cuda-fp32 into BENCHMARKS.md, and
+#                                    # tests (pytest -m cuda), scoring on CUDA, the end-to-end run with
+#                                    # alkit in bf16 and in fp32, then parallel seeds (4 workers); writes the
+#                                    # sections scoring-cuda, end-to-end-cuda-bf16, end-to-end-cuda-fp32 and
+#                                    # workers-cuda into BENCHMARKS.md, and
 #                                    # copies it (after each step) and the log to $OUT when that is set
 #
-# About 4 minutes on an H100 (2026-11-26). Copy the three sections back here. Where git is absent,
+# About 6 minutes on an H100 (2026-11-26). Copy the four sections back here. Where git is absent,
 # ALKIT_BENCH_COMMIT names the commit the sections record.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
 # nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.
@@ -53,6 +54,8 @@ run() {
     python3 -m benchmarks.end_to_end --device "$device" --precision bf16 "$@" 2>&1 | tee -a "$log" || rc=1
     cp BENCHMARKS.md "$out/"
     python3 -m benchmarks.end_to_end --device "$device" --precision fp32 "$@" 2>&1 | tee -a "$log" || rc=1
+    cp BENCHMARKS.md "$out/"
+    python3 -m benchmarks.workers --workers 4 --rounds 5 --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
     cp BENCHMARKS.md "$out/"
     return $rc
 }

@@ -29,8 +29,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     Re-running with the same arguments and ``out`` resumes an interrupted run.
     ``model`` is any ``torch.nn.Module`` (copied and re-initialised each round) or a
     factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
-    ``workers > 1`` runs seeds in that many spawned processes (same results; call it under
-    ``if __name__ == "__main__":``, and give a module-level factory, as with a DataLoader).
+    ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
+    process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
+    with a DataLoader's workers.
     """
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     config = ExperimentConfig(

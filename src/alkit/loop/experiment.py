@@ -4,7 +4,8 @@ Per (dataset, seed) every strategy starts from the same initial set and the same
 initial weights (paired seeds). Per round, the model trained on a given labeled set is
 trained once and its candidate-pool forward pass is computed once, then shared by all
 strategies whose labeled set is identical (always the case in round 0), and one
-forward pass serves all probability-based scoring of a strategy's round.
+forward pass serves all probability-based scoring of a strategy's round. With
+``workers > 1`` the (dataset, seed) units run in worker processes (:mod:`alkit.loop.parallel`).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alkit.data import Dataset, load_dataset
-from alkit.errors import ConfigError, RunStoreError
+from alkit.errors import RunStoreError
+from alkit.loop import parallel
 from alkit.loop.config import DatasetSpec, ExperimentConfig
 from alkit.loop.oracle import Oracle, SimulatedOracle
 from alkit.loop.pool import PoolState, initial_set
@@ -84,7 +86,7 @@ class Experiment:
         """Load every dataset of the grid and check that its pool can hold the budget, before any training."""
         loaded = {}
         for spec in self.config.datasets:
-            ds = self.preloaded.get(spec.key) or _load(spec, self.progress)
+            ds = self.preloaded.get(spec.key) or load_spec(spec, self.progress)
             self.config.check_pool_size(spec.key, len(ds.y_train))
             loaded[spec.key] = ds
         return loaded
@@ -92,7 +94,7 @@ class Experiment:
     def run(self) -> RunResult:
         datasets = self.loaded = self.load_datasets()
         if self.config.workers > 1:
-            _worker_payload(self)
+            parallel.worker_payload(self)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with RunStore(self.out_dir / "runs.sqlite") as store:
             fingerprint = self.config.result_fingerprint()
@@ -108,7 +110,7 @@ class Experiment:
                       dynamic_ncols=True) as bar:
                 workers = min(self.config.workers, len(tasks))
                 if workers > 1:
-                    _run_in_processes(self, store, tasks, workers, bar)
+                    parallel.run_in_processes(self, store, tasks, workers, bar)
                 else:
                     for i, (key, seed) in enumerate(tasks):
                         self.run_task(store, key, seed, full_data=i >= len(datasets) * len(self.config.seeds), bar=bar)
@@ -287,76 +289,7 @@ def _simulated_oracle(ds: Dataset) -> Oracle:
     return SimulatedOracle(ds.y_train)
 
 
-def _run_in_processes(exp: Experiment, store: RunStore, tasks: list[tuple[str, int]], workers: int, bar: tqdm) -> None:
-    """Run the (dataset, seed) units in ``workers`` spawned processes that commit to the same store.
-
-    Every random draw depends only on (seed, round, purpose), never on which process or in what
-    order a unit runs, so the results equal a one-process run's with the same CPU threads per
-    process. Each process gets threads // workers CPU threads (float sums depend on the thread
-    count, as they do between machines); on a GPU they share the device. Progress is read back
-    from the store.
-    """
-    import multiprocessing
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
-    from concurrent.futures.process import BrokenProcessPool
-
-    n_seed_tasks = len(exp.loaded) * len(exp.config.seeds)
-    shared = _worker_payload(exp)
-    threads = max(1, torch.get_num_threads() // workers)
-    bar.set_description(f"{len(tasks)} units in {workers} worker processes")
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(shared, threads)) as pool:
-        futures = [pool.submit(_worker_task, key, seed, i >= n_seed_tasks) for i, (key, seed) in enumerate(tasks)]
-        pending = set(futures)
-        try:
-            while pending:
-                done, pending = wait(pending, timeout=1.0, return_when=FIRST_EXCEPTION)
-                bar.update(store.count() - bar.n)
-                for f in done:
-                    f.result()
-        except BrokenProcessPool:
-            raise RunStoreError(f"{exp.out_dir}: a worker process died (out of memory?); the rounds it committed "
-                                "are kept: run the same command again to resume") from None
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
-    bar.update(store.count() - bar.n)
-
-
-def _worker_payload(exp: Experiment) -> tuple[Any, ...]:
-    """What each worker process needs to rebuild the experiment; refused early if it cannot be pickled."""
-    import pickle
-
-    shared = (exp.config, exp.out_dir, exp.model_spec, exp.preloaded, exp.custom_oracle)
-    try:
-        pickle.dumps(shared)
-    except (pickle.PicklingError, AttributeError, TypeError) as exc:
-        raise ConfigError(f"workers={exp.config.workers}: the model factory, oracle or preloaded datasets cannot be "
-                          f"sent to worker processes ({exc}); pass a module-level function or an nn.Module, "
-                          "or use workers=1") from None
-    return shared
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _worker_init(shared: tuple[Any, ...], threads: int) -> None:
-    config, out_dir, model, preloaded, oracle = shared
-    torch.set_num_threads(threads)
-    _WORKER["experiment"] = Experiment(config, out_dir, model=model, datasets=preloaded, oracle_factory=oracle,
-                                       progress=False)
-
-
-def _worker_task(key: str, seed: int, full_data: bool) -> None:
-    exp: Experiment = _WORKER["experiment"]
-    if key not in exp.loaded:
-        spec = next(s for s in exp.config.datasets if s.key == key)
-        exp.loaded[key] = exp.preloaded.get(key) or _load(spec, False)
-    with RunStore(exp.out_dir / "runs.sqlite") as store:
-        exp.run_task(store, key, seed, full_data=full_data)
-
-
-def _load(spec: DatasetSpec, progress: bool) -> Dataset:
+def load_spec(spec: DatasetSpec, progress: bool) -> Dataset:
     options = dict(spec.options)
     options.setdefault("progress", progress)
     if spec.data_dir is not None:

@@ -129,6 +129,8 @@ def main() -> None:
         "baseline loop, batch 1024": (lambda: baseline_logits(model, x, norm, 1024, dev), args.pool),
         f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})": (
             lambda: predict(model, default_batch), args.pool),
+        "alkit predict_logits, batch 128 (the baseline's batch: alkit's code alone)": (
+            lambda: predict(model, 128), args.pool),
         "alkit predict_logits, batch 1024": (lambda: predict(model, 1024), args.pool),
         "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
         "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),

@@ -102,8 +102,8 @@ class Experiment:
                 self._reopen_rounds(store, datasets)
                 store.save_config(fingerprint)
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
-            tasks = [(key, seed) for key in datasets for seed in self.config.seeds] \
-                + [(key, seed) for key in datasets for seed in self._full_data_seeds()]
+            tasks = [(key, seed, False) for key in datasets for seed in self.config.seeds] \
+                + [(key, seed, True) for key in datasets for seed in self._full_data_seeds()]
             total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (self.config.loop.n_rounds() + 1) \
                 + len(datasets) * len(self._full_data_seeds())
             with tqdm(total=total, initial=store.count(), desc="alkit", unit="round", disable=not self.progress,
@@ -112,8 +112,8 @@ class Experiment:
                 if workers > 1:
                     parallel.run_in_processes(self, store, tasks, workers, bar)
                 else:
-                    for i, (key, seed) in enumerate(tasks):
-                        self.run_task(store, key, seed, full_data=i >= len(datasets) * len(self.config.seeds), bar=bar)
+                    for key, seed, full_data in tasks:
+                        self.run_task(store, key, seed, full_data=full_data, bar=bar)
             store.export_csv(self.out_dir / "rounds.csv")
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
             rows, full = store.rounds(), store.full_data()

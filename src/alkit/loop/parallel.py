@@ -24,19 +24,19 @@ if TYPE_CHECKING:
     from alkit.loop.experiment import Experiment
 
 
-def run_in_processes(exp: Experiment, store: RunStore, tasks: list[tuple[str, int]], workers: int, bar: tqdm) -> None:
-    """Run ``tasks`` in ``workers`` spawned processes that commit to the same store.
+def run_in_processes(exp: Experiment, store: RunStore, tasks: list[tuple[str, int, bool]], workers: int,
+                     bar: tqdm) -> None:
+    """Run ``tasks`` ((dataset, seed, full_data) units) in ``workers`` spawned processes sharing the store.
 
     Each process gets threads // workers CPU threads (float sums depend on the thread count, as
     they do between machines); on a GPU they share the device.
     """
-    n_seed_tasks = len(exp.loaded) * len(exp.config.seeds)
     shared = worker_payload(exp)
     threads = max(1, torch.get_num_threads() // workers)
     bar.set_description(f"{len(tasks)} units in {workers} worker processes")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_worker_init, initargs=(shared, threads)) as pool:
-        futures = [pool.submit(_worker_task, key, seed, i >= n_seed_tasks) for i, (key, seed) in enumerate(tasks)]
+        futures = [pool.submit(_worker_task, *task) for task in tasks]
         pending = set(futures)
         try:
             while pending:

@@ -80,6 +80,7 @@ class Experiment:
         self.precision = resolve_precision(config.train.precision, self.device)
         self.strategies: dict[str, QueryStrategy] = {s: get_strategy(s) for s in config.strategies}
         self.loaded: dict[str, Dataset] = {}
+        self.normalizers: dict[str, Normalizer] = {}
 
     # ------------------------------------------------------------------------------------------
     def load_datasets(self) -> dict[str, Dataset]:
@@ -93,8 +94,7 @@ class Experiment:
 
     def run(self) -> RunResult:
         datasets = self.loaded = self.load_datasets()
-        if self.config.workers > 1:
-            parallel.worker_payload(self)
+        payload = parallel.worker_payload(self) if self.config.workers > 1 else None
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with RunStore(self.out_dir / "runs.sqlite") as store:
             fingerprint = self.config.result_fingerprint()
@@ -110,7 +110,7 @@ class Experiment:
                       dynamic_ncols=True) as bar:
                 workers = min(self.config.workers, len(tasks))
                 if workers > 1:
-                    parallel.run_in_processes(self, store, tasks, workers, bar)
+                    parallel.run_in_processes(self, payload, store, tasks, workers, bar)
                 else:
                     for key, seed, full_data in tasks:
                         self.run_task(store, key, seed, full_data=full_data, bar=bar)
@@ -125,7 +125,9 @@ class Experiment:
         Units share nothing but the store, so worker processes can run them in any order.
         """
         ds = self.loaded[key]
-        norm = Normalizer(*ds.channel_stats())
+        if key not in self.normalizers:
+            self.normalizers[key] = Normalizer(*ds.channel_stats())
+        norm = self.normalizers[key]
         bar = bar if bar is not None else tqdm(disable=True)
         if full_data:
             self._full_data(store, key, ds, norm, seed, bar)

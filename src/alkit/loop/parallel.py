@@ -24,18 +24,18 @@ if TYPE_CHECKING:
     from alkit.loop.experiment import Experiment
 
 
-def run_in_processes(exp: Experiment, store: RunStore, tasks: list[tuple[str, int, bool]], workers: int,
-                     bar: tqdm) -> None:
+def run_in_processes(exp: Experiment, payload: tuple[Any, ...], store: RunStore, tasks: list[tuple[str, int, bool]],
+                     workers: int, bar: tqdm) -> None:
     """Run ``tasks`` ((dataset, seed, full_data) units) in ``workers`` spawned processes sharing the store.
 
-    Each process gets threads // workers CPU threads (float sums depend on the thread count, as
-    they do between machines); on a GPU they share the device.
+    ``payload`` is :func:`worker_payload`'s, checked before the run folder was touched. Each process
+    gets threads // workers CPU threads (float sums depend on the thread count, as they do between
+    machines); on a GPU they share the device.
     """
-    shared = worker_payload(exp)
     threads = max(1, torch.get_num_threads() // workers)
     bar.set_description(f"{len(tasks)} units in {workers} worker processes")
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_worker_init, initargs=(shared, threads)) as pool:
+                             initializer=_worker_init, initargs=(payload, threads)) as pool:
         futures = [pool.submit(_worker_task, *task) for task in tasks]
         pending = set(futures)
         try:

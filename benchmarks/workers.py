@@ -6,11 +6,11 @@ with ``workers=N`` into fresh folders, and reports both wall times, the ratio, a
 runs' rounds agree (accuracy, F1 and the queried images of every round). The one-process run keeps
 all CPU threads, which is the fair speed baseline. On a GPU the processes share the device and the
 rounds must agree exactly; on a CPU each worker has threads // N threads, float sums differ with the
-thread count, so the CPU report gives the largest F1 difference instead (tests/loop/test_experiment.py
+thread count, so the CPU report gives the largest F1 difference instead (tests/loop/test_parallel.py
 checks exact agreement at equal threads).
 
-    python -m benchmarks.workers --workers 4 --device cuda   # about 2 minutes on an H100
-    python -m benchmarks.workers --workers 2                 # on this 2-core CPU (about 15 minutes)
+    python -m benchmarks.workers --workers 4 --rounds 5 --device cuda   # 105 s on an H100 (2026-11-26)
+    python -m benchmarks.workers --workers 2                            # on a CPU
     python -m benchmarks.workers --smoke                     # seconds, for CI (writes nothing)
 """
 from __future__ import annotations
@@ -36,11 +36,10 @@ def _timed_run(out: Path, workers: int, seeds: list[int], kw: dict[str, Any]) ->
 
 
 def _disagreements(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
-    key = lambda r: (r["seed"], r["round"])  # noqa: E731
-    rb = {key(r): r for r in b}
+    rb = {(r["seed"], r["round"]): r for r in b}
     out = []
     for r in a:
-        other = rb.get(key(r))
+        other = rb.get((r["seed"], r["round"]))
         if other is None:
             out.append(f"seed {r['seed']} round {r['round']}: missing")
         elif (abs(r["f1_macro"] - other["f1_macro"]) > 1e-9 or abs(r["accuracy"] - other["accuracy"]) > 1e-9
@@ -65,8 +64,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one = _timed_run(Path(tmp) / "one", 1, seeds, dict(kw))
         par_s, par = _timed_run(Path(tmp) / "par", args.workers, seeds, dict(kw))
-    bad = _disagreements(one, par) if device.type == "cuda" else []
+    bad: list[str] = []
     if device.type == "cuda":
+        bad = _disagreements(one, par)
         agree = ("every round agrees (accuracy, F1, queried images)" if not bad and len(one) == len(par)
                  else f"{len(bad)} of {len(one)} rounds differ: " + "; ".join(bad[:3]))
     else:

@@ -104,8 +104,8 @@ class Experiment:
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
             tasks = [(key, seed, False) for key in datasets for seed in self.config.seeds] \
                 + [(key, seed, True) for key in datasets for seed in self._full_data_seeds()]
-            total = len(datasets) * len(self.config.seeds) * len(self.strategies) * (self.config.loop.n_rounds() + 1) \
-                + len(datasets) * len(self._full_data_seeds())
+            per_seed = len(self.strategies) * (self.config.loop.n_rounds() + 1)
+            total = sum(1 if full_data else per_seed for _, _, full_data in tasks)
             with tqdm(total=total, initial=store.count(), desc="alkit", unit="round", disable=not self.progress,
                       dynamic_ncols=True) as bar:
                 workers = min(self.config.workers, len(tasks))

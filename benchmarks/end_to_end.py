@@ -30,7 +30,8 @@ import alkit
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN
 from alkit.models.device import resolve_device
-from alkit.training.trainer import Normalizer, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer
 from benchmarks.common import command, commit, machine, write_section
 
 

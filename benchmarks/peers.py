@@ -28,7 +28,8 @@ from alkit.models import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.strategies import PoolPrediction, get_strategy
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 from benchmarks.common import command, commit, machine, write_section
 
 CPU = torch.device("cpu")

@@ -25,7 +25,8 @@ from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 from benchmarks.common import command, commit, machine, write_section
 
 CPU = torch.device("cpu")

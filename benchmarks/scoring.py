@@ -28,7 +28,8 @@ from alkit.models.device import cpu_has_native_bf16, resolve_device
 from alkit.models.seeded import init_weights
 from alkit.strategies import PoolPrediction, entropy_scores, margin_scores, top_k
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 from benchmarks.common import best_of, command, commit, machine, write_section
 
 

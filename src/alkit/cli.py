@@ -47,7 +47,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--imbalance", help="imbalance protocol for the training set, e.g. step:10 or exponential:100")
     g = p.add_argument_group("active learning")
     g.add_argument("--strategies", default="random,margin",
-                   help=f"comma-separated: {', '.join(strategy_names())}, or module:Class (default: random,margin)")
+                   help=f"comma-separated: {', '.join(strategy_names())}, or module:Class; parameters follow as "
+                        ":key=value, e.g. bald:samples=10,class-balanced:base=margin (default: random,margin)")
     g.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, paired across strategies (default: 0)")
     g.add_argument("--initial", type=int, default=1000, help="size of the initial labeled set (default: 1000)")
     g.add_argument("--query", type=int, default=1000, help="labels added per round (default: 1000)")
@@ -187,10 +188,11 @@ def _finish(result: object) -> int:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     import alkit
+    from alkit.loop.config import split_strategies
 
     result = alkit.run(
         dataset=[d.strip() for d in args.dataset.split(",") if d.strip()],
-        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()], seeds=args.seeds,
+        strategies=split_strategies(args.strategies), seeds=args.seeds,
         initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
         initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,

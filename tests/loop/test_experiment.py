@@ -153,7 +153,7 @@ def _rounds_committed(db: Path) -> int:
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
-            "--strategies", "random,margin", "--seeds", "0,1", "--initial", "40", "--query", "30",
+            "--strategies", "random,bald:samples=5,badge", "--seeds", "0,1", "--initial", "40", "--query", "30",
             "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(args + ["--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
@@ -166,9 +166,32 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     done = _rounds_committed(killed / "runs.sqlite")
-    assert 4 <= done < 20
+    assert 4 <= done < 30
     out = subprocess.run(args + ["--out", str(killed)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     _assert_same_results(tmp_path / "ref" / "rounds.csv", killed / "rounds.csv")
-    assert len(_csv(killed / "rounds.csv")) == 20
+    assert len(_csv(killed / "rounds.csv")) == 30
+    assert {r["strategy"] for r in _csv(killed / "rounds.csv")} == {"random", "bald:samples=5", "badge"}
 
+
+
+def test_field_strategies_share_one_round_zero_model_and_two_settings_run_side_by_side(small_npz: Path,
+                                                                                       tmp_path: Path) -> None:
+    strategies = ["bald:samples=4", {"name": "bald", "samples": 6, "label": "bald-6"}, "coreset", "badge",
+                  "class-balanced:base=margin", "subsample:base=batchbald:size=50"]
+    res = alkit.run("npz", strategies, seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", **FAST)
+    rows = {(r["strategy"], r["round"]): r for r in res.rows}
+    labels = ["bald:samples=4", "bald-6", "coreset", "badge", "class-balanced:base=margin",
+              "subsample:base=batchbald:size=50"]
+    assert {s for s, _ in rows} == set(labels)
+    for label in labels:
+        assert len(_queried(res, label, 0)) == 30 and rows[(label, 0)]["f1_macro"] == rows[("badge", 0)]["f1_macro"]
+    # round 0's forward passes are shared: badge follows coreset, which already computed logits and embeddings
+    assert rows[("coreset", 0)]["score_seconds"] > 0 and rows[("badge", 0)]["score_seconds"] == 0
+    assert _queried(res, "bald:samples=4", 0) != _queried(res, "coreset", 0)
+    cfg = (tmp_path / "b" / "config.yaml").read_text()
+    assert "bald:samples=6:label=bald-6" in cfg
+
+
+def _queried(res: "alkit.api.RunResult", strategy: str, round_: int) -> list[int]:
+    return sorted(next(r for r in res.rows if r["strategy"] == strategy and r["round"] == round_)["queried"].tolist())

@@ -59,7 +59,9 @@ BASE = {"datasets": ["fashion-mnist"], "strategies": ["random", "margin"], "seed
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"strategies": ["random", "bald"]}, "strategies: strategy 'bald' is unknown"),
+    ({"strategies": ["random", "bold"]}, "strategies: strategy 'bold' is unknown"),
+    ({"strategies": ["bald:sample=3"]}, "strategies: strategy 'bald': .*its parameters are: samples"),
+    ({"strategies": ["margin", {"name": "margin"}]}, r"strategies: \['margin'\] appear twice"),
     ({"datasets": ["mnist"]}, "datasets: dataset 'mnist' is unknown"),
     ({"loop": {"initial": -5}}, "loop.initial: -5 must be a non-negative integer"),
     ({"loop": {"query": 0, "rounds": 3}}, "loop.query: 0 labels per round with 3 rounds"),

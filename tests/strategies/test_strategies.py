@@ -3,15 +3,24 @@ import pytest
 from scipy.special import log_softmax
 
 from alkit.errors import StrategyError
-from alkit.strategies import (PoolPrediction, ScoreBasedStrategy, entropy_scores, get_strategy,
-                              least_confidence_scores, margin_scores, register_strategy, strategy_names, top_k)
+from alkit.strategies import (ModelOutputs, PoolPrediction, QueryContext, ScoreBasedStrategy, entropy_scores,
+                              get_strategy, least_confidence_scores, margin_scores, register_strategy, strategy_names,
+                              top_k)
 
 PROBS = np.array([[0.7, 0.2, 0.1], [0.4, 0.35, 0.25], [1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
 
 
-def _pred(probs: np.ndarray) -> PoolPrediction:
+def _ctx(candidates: np.ndarray, logits: np.ndarray | None = None, seed: int = 0) -> QueryContext:
+    """A query context over ``candidates`` with the given logits (rows aligned), nothing labeled."""
+    n = int(candidates.max()) + 1 if len(candidates) else 0
+    outputs = None if logits is None else ModelOutputs.from_arrays(candidates, logits)
+    return QueryContext(candidates, np.zeros(0, dtype=np.int64), np.full(n, -1), 3, 0, np.random.default_rng(seed),
+                        outputs)
+
+
+def _log(probs: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore"):
-        return PoolPrediction(np.log(probs))
+        return np.log(probs)
 
 
 def test_least_confidence_hand_computed() -> None:
@@ -52,30 +61,30 @@ def test_top_k_tie_break_is_reproducible_and_uses_generator() -> None:
 @pytest.mark.parametrize("name", ["least-confidence", "margin", "entropy"])
 def test_score_strategies_return_dataset_indices_of_candidates(name: str) -> None:
     candidates = np.array([10, 42, 7, 99])  # dataset indices, deliberately not 0..3
-    chosen = get_strategy(name).query(_pred(PROBS), candidates, 2, np.random.default_rng(0))
+    chosen = get_strategy(name).query(_ctx(candidates, _log(PROBS)), 2)
     assert set(chosen) <= set(candidates.tolist())
     assert chosen[0] == {"least-confidence": 42, "margin": 99, "entropy": 42}[name]
-    assert len(get_strategy(name).query(_pred(PROBS), candidates, 9, np.random.default_rng(0))) == 4
-    assert len(get_strategy(name).query(_pred(PROBS), candidates, 0, np.random.default_rng(0))) == 0
+    assert len(get_strategy(name).query(_ctx(candidates, _log(PROBS)), 9)) == 4
+    assert len(get_strategy(name).query(_ctx(candidates, _log(PROBS)), 0)) == 0
 
 
 def test_random_never_needs_the_model() -> None:
     s = get_strategy("random")
-    assert s.needs_model is False
-    out = s.query(None, np.arange(100, 200), 10, np.random.default_rng(0))
+    assert s.requires == frozenset()
+    out = s.query(_ctx(np.arange(100, 200)), 10)
     assert len(set(out)) == 10 and out.min() >= 100
-    assert len(s.query(None, np.arange(5), 50, np.random.default_rng(0))) == 5
+    assert len(s.query(_ctx(np.arange(5)), 50)) == 5
 
 
 def test_invalid_query_arguments() -> None:
     with pytest.raises(StrategyError, match="k=-1 must be >= 0"):
-        get_strategy("margin").query(_pred(PROBS), np.arange(4), -1, np.random.default_rng(0))
-    with pytest.raises(StrategyError, match="4 predictions for 3 candidates"):
-        get_strategy("margin").query(_pred(PROBS), np.arange(3), 1, np.random.default_rng(0))
-    with pytest.raises(StrategyError, match="needs the model's predictions"):
-        get_strategy("entropy").query(None, np.arange(3), 1, np.random.default_rng(0))
-    with pytest.raises(StrategyError, match="strategy 'bald' is unknown"):
-        get_strategy("bald")
+        get_strategy("margin").query(_ctx(np.arange(4), _log(PROBS)), -1)
+    with pytest.raises(StrategyError, match="needs the model's logits"):
+        get_strategy("entropy").query(_ctx(np.arange(3)), 1)
+    with pytest.raises(StrategyError, match="strategy 'no-such' is unknown"):
+        get_strategy("no-such")
+    with pytest.raises(StrategyError, match="its parameters are: samples"):
+        get_strategy("bald", sample=3)
 
 
 @register_strategy
@@ -91,8 +100,7 @@ class SmallestMaxLogit(ScoreBasedStrategy):
 def test_user_strategy_registry_and_import_path() -> None:
     assert "test-smallest-max-logit" in strategy_names()
     logits = np.array([[5.0, 0.0], [1.0, 0.5], [3.0, 2.0]])
-    chosen = get_strategy("test-smallest-max-logit").query(PoolPrediction(logits), np.array([3, 4, 5]), 1,
-                                                           np.random.default_rng(0))
+    chosen = get_strategy("test-smallest-max-logit").query(_ctx(np.array([3, 4, 5]), logits), 1)
     assert chosen.tolist() == [4]
     assert isinstance(get_strategy("tests.strategies.test_strategies:SmallestMaxLogit"), SmallestMaxLogit)
     with pytest.raises(StrategyError, match="not a QueryStrategy subclass"):

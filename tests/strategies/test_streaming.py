@@ -5,7 +5,8 @@ from alkit.models import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.strategies import PoolPrediction, get_strategy
 from alkit.strategies.streaming import streaming_query
-from alkit.training.trainer import Normalizer, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer
 from tests.conftest import make_images
 
 

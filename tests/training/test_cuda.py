@@ -14,7 +14,8 @@ import torch
 import alkit
 from alkit.models.device import resolve_device, resolve_precision
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 from tests.loop.test_experiment import FAST, _assert_same_results
 from tests.training.test_trainer import _model, _quadrant_data
 

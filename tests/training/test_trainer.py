@@ -9,7 +9,8 @@ from alkit.errors import ConfigError
 from alkit.models.reference_cnn import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, fit
 
 CPU = torch.device("cpu")
 

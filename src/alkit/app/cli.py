@@ -23,7 +23,8 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--classes", help="comma-separated class names (needed for a new project)")
     p.add_argument("--project", help="a TOML file with any of: " + ", ".join(sorted(PROJECT_KEYS)))
     p.add_argument("--db", help="project database (default: ROOT/.alkit-labels.sqlite)")
-    p.add_argument("--strategy", default=None, help="query strategy (default: margin)")
+    p.add_argument("--strategy", default=None, help="query strategy, as for alkit run: margin, bald:samples=10, badge, "
+                                                 "class-balanced:base=margin, ... (default: margin)")
     p.add_argument("--retrain-every", type=int, default=None, help="retrain after this many new labels (default: 10)")
     p.add_argument("--min-labels", type=int, default=None,
                    help="random order until this many labels from 2+ classes exist (default: max(10, 2 x classes))")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import numpy as np
+from torch import nn
 
 from alkit.app.project import HOLDOUT_EVERY, LabelProject
 from alkit.data.images import read_image
@@ -21,9 +22,11 @@ from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
-from alkit.strategies import PoolPrediction, get_strategy
+from alkit.loop.outputs import model_outputs
+from alkit.strategies import PoolPrediction, QueryContext, StrategySpec
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 
 log = logging.getLogger("alkit.app")
 
@@ -56,7 +59,7 @@ class Retrainer:
                  seed: int = 0) -> None:
         self.project = project
         self.strategy_name = strategy
-        self.strategy = get_strategy(strategy)
+        self.strategy = StrategySpec.parse(strategy).build()
         self.image_size = image_size
         self.retrain_every = retrain_every
         self.min_labels = min_labels or max(10, 2 * len(project.classes))
@@ -171,12 +174,7 @@ class Retrainer:
         x_hpool, holdout = self._arrays(holdout)
         ranked, predictions = [], []
         if pool:
-            logits = predict_logits(model, x_pool, None, norm, self.device, "fp32", batch)
-            prediction = PoolPrediction(logits)
-            order = self.strategy.query(prediction if self.strategy.needs_model else None, np.array(pool),
-                                        len(pool), numpy_rng(self.seed, version_seed, "ties"))
-            ranked = order.tolist()
-            probs = prediction.probs
+            ranked, probs = self._rank(model, norm, x_train, y_train, train_ids, x_pool, pool, version_seed)
             predictions += [(i, classes[int(p.argmax())], float(p.max())) for i, p in zip(pool, probs)]
         if holdout:
             hprobs = PoolPrediction(predict_logits(model, x_hpool, None, norm, self.device, "fp32", batch)).probs
@@ -188,6 +186,36 @@ class Retrainer:
         self.labels_at_last_train = len(train_labels)
         log.info("model v%d: %d training labels, holdout %s", version, len(train_ids), metrics)
         return version
+
+    def _rank(self, model: nn.Module, norm: Normalizer, x_train: np.ndarray, y_train: np.ndarray,
+              train_ids: list[int], x_pool: np.ndarray, pool: list[int], version: int) -> tuple[list[int], np.ndarray]:
+        """The pool's queue order by the strategy, and the pool's class probabilities.
+
+        The strategy sees the same query context as in an experiment: dataset indices are rows of
+        the labeled images followed by the pool's. A ranking strategy orders the whole pool; a batch
+        strategy (core-set, BADGE, BatchBALD) picks ``batch_size()`` images jointly, and the rest of the
+        pool follows in random order until the retrain that their labels trigger."""
+        n_train = len(train_ids)
+        ids = np.array(train_ids + pool, dtype=np.int64)
+        labels = np.full(len(ids), -1, dtype=np.int64)
+        labels[:n_train] = y_train
+        outputs = model_outputs(model, np.concatenate([x_train, x_pool]), norm, self.device,
+                                self.train_cfg.eval_batch_for(self.device), self.seed, version)
+        candidates = np.arange(n_train, len(ids))
+        rng = numpy_rng(self.seed, version, "ties")
+        ctx = QueryContext(candidates, np.arange(n_train), labels, len(self.project.classes), version, rng,
+                           outputs if self.strategy.requires else None)
+        k = len(candidates) if self.strategy.ranks else min(len(candidates), self.batch_size())
+        chosen = np.asarray(self.strategy.query(ctx, k), dtype=np.int64)
+        rest = np.setdiff1d(candidates, chosen)
+        order = np.concatenate([chosen, rest[rng.permutation(len(rest))]])
+        probs = PoolPrediction(outputs.logits(candidates)).probs
+        return ids[order].tolist(), probs
+
+    def batch_size(self) -> int:
+        """Images a batch strategy picks per retrain: twice ``retrain_every``, so the queue lasts while the
+        retrain that the first ``retrain_every`` labels trigger runs."""
+        return 2 * self.retrain_every
 
     def status(self) -> dict[str, Any]:
         n_train = len(self.project.current_labels(holdout=False))

@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from alkit.errors import ConfigError
+from alkit.errors import AlkitError, ConfigError
 from alkit.storage.run_store import config_diff
-from alkit.strategies import get_strategy, strategy_names
+from alkit.strategies import StrategySpec, strategy_names
 from alkit.training.config import TrainConfig
 
 FULL_DATA = ("none", "first-seed", "all-seeds")
@@ -96,7 +96,7 @@ class DatasetSpec:
 @dataclass
 class ExperimentConfig:
     datasets: list[DatasetSpec]
-    strategies: list[str]
+    strategies: list[Any]
     seeds: list[int] = field(default_factory=lambda: [0])
     loop: LoopConfig = field(default_factory=LoopConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -116,13 +116,20 @@ class ExperimentConfig:
                 raise ConfigError(f"{where}: datasets: {exc}") from None
         if not self.strategies:
             raise ConfigError(f"{where}: strategies is empty; choose from {', '.join(strategy_names())}")
-        for s in self.strategies:
+        specs = []
+        for i, s in enumerate(self.strategies):
             try:
-                get_strategy(s)
-            except Exception as exc:
+                spec = s if isinstance(s, StrategySpec) else StrategySpec.from_config(s, f"strategies[{i}]")
+                spec.build()
+            except AlkitError as exc:
                 raise ConfigError(f"{where}: strategies: {exc}") from None
-        if len(set(self.strategies)) != len(self.strategies):
-            raise ConfigError(f"{where}: strategies lists a strategy twice")
+            specs.append(spec)
+        labels = [s.label for s in specs]
+        twice = sorted({lab for lab in labels if labels.count(lab) > 1})
+        if twice:
+            raise ConfigError(f"{where}: strategies: {twice} appear twice; give each setting its own label, "
+                              "e.g. {name: bald, samples: 10, label: bald-10}")
+        self.strategies = [s.canonical() for s in specs]
         if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers, got {self.seeds!r}")
         if self.full_data not in FULL_DATA:
@@ -179,6 +186,16 @@ class ExperimentConfig:
         return d
 
 
+def split_strategies(text: str) -> list[str]:
+    """A comma-separated strategy list (``random,bald:samples=10``) as spec strings."""
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def strategy_specs(config: ExperimentConfig) -> list[StrategySpec]:
+    """The validated config's strategies as specs, in order."""
+    return [StrategySpec.parse(s) for s in config.strategies]
+
+
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
@@ -206,8 +223,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentC
         else:
             specs.append(_build(DatasetSpec, d, f"{where}: datasets[{i}]"))
     strategies = data.pop("strategies", None)
-    if isinstance(strategies, str):
-        strategies = [s.strip() for s in strategies.split(",") if s.strip()]
+    if isinstance(strategies, (str, dict)):
+        strategies = split_strategies(strategies) if isinstance(strategies, str) else [strategies]
     loop = _build(LoopConfig, data.pop("loop", {}) or {}, f"{where}: loop")
     train = _build(TrainConfig, data.pop("train", {}) or {}, f"{where}: train")
     try:

@@ -23,18 +23,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from alkit.data import Dataset, load_dataset
-from alkit.errors import RunStoreError
+from alkit.errors import RunStoreError, StrategyError
 from alkit.loop import parallel
-from alkit.loop.config import DatasetSpec, ExperimentConfig
+from alkit.loop.config import DatasetSpec, ExperimentConfig, strategy_specs
 from alkit.loop.oracle import Oracle, SimulatedOracle
 from alkit.loop.pool import PoolState, initial_set
+from alkit.loop.outputs import model_outputs
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.storage.run_store import RunStore
-from alkit.strategies import PoolPrediction, QueryStrategy, get_strategy
-from alkit.training.trainer import Normalizer, fit, predict_logits
+from alkit.strategies import ModelOutputs, QueryContext, QueryStrategy
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer, fit
 
 ModelSpec = Callable[[tuple[int, int, int], int], nn.Module] | nn.Module | None
 
@@ -61,8 +63,7 @@ class _Trained:
     metrics: dict[str, Any]
     train_seconds: float
     train_loss: float
-    prediction: PoolPrediction | None = None
-    score_seconds: float = 0.0
+    outputs: ModelOutputs
 
 
 class Experiment:
@@ -78,7 +79,7 @@ class Experiment:
         self.progress = progress
         self.device = resolve_device(config.train.device)
         self.precision = resolve_precision(config.train.precision, self.device)
-        self.strategies: dict[str, QueryStrategy] = {s: get_strategy(s) for s in config.strategies}
+        self.strategies: dict[str, QueryStrategy] = {s.label: s.build() for s in strategy_specs(self.config)}
         self.loaded: dict[str, Dataset] = {}
         self.normalizers: dict[str, Normalizer] = {}
 
@@ -175,7 +176,9 @@ class Experiment:
         logits = predict_logits(model, ds.x_test, None, norm, self.device, "fp32",
                                 self.config.train.eval_batch_for(self.device))
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
-        return _Trained(model, metrics, train_seconds, loss)
+        outputs = model_outputs(model, ds.x_train, norm, self.device, self.config.train.eval_batch_for(self.device),
+                                seed, round_)
+        return _Trained(model, metrics, train_seconds, loss, outputs)
 
     def _run_seed(self, store: RunStore, key: str, ds: Dataset, norm: Normalizer, seed: int, bar: tqdm) -> None:
         loop, n_rounds = self.config.loop, self.config.loop.n_rounds()
@@ -218,22 +221,27 @@ class Experiment:
                     candidates = pool.candidates(loop.candidates, numpy_rng(seed, r, "candidates"))
                     n_candidates = len(candidates)
                     k = loop.query_size(r, pool.n_labeled)
-                    prediction = None
-                    if strategy.needs_model:
-                        if trained.prediction is None:
-                            bar.set_postfix_str("score")
-                            t0 = time.perf_counter()
-                            trained.prediction = PoolPrediction(predict_logits(
-                                trained.model, ds.x_train, candidates, norm, self.device, "fp32",
-                                self.config.train.eval_batch_for(self.device)))
-                            trained.score_seconds = time.perf_counter() - t0
-                        prediction, score_seconds = trained.prediction, trained.score_seconds
+                    outputs = trained.outputs if strategy.requires else None
+                    known = labels[name].view()
+                    known.flags.writeable = False
+                    ctx = QueryContext(candidates, labeled, known, ds.num_classes, r, numpy_rng(seed, r, "ties"),
+                                       outputs)
+                    computed = trained.outputs.seconds
+                    if outputs is not None:
+                        bar.set_postfix_str("score")
+                        outputs.prefetch(candidates, strategy.requires)
                     bar.set_postfix_str("select")
-                    t0 = time.perf_counter()
-                    queried = strategy.query(prediction, candidates, k, numpy_rng(seed, r, "ties"))
-                    select_seconds = time.perf_counter() - t0
+                    t0, before = time.perf_counter(), trained.outputs.seconds
+                    queried = np.asarray(strategy.query(ctx, k), dtype=np.int64)
+                    # model outputs computed lazily inside query count as scoring, not selection;
+                    # outputs shared with an earlier strategy of the round are charged to that one only
+                    select_seconds = time.perf_counter() - t0 - (trained.outputs.seconds - before)
+                    score_seconds = trained.outputs.seconds - computed
                     if pool.is_labeled(queried).any():
                         raise RunStoreError(f"strategy '{name}' returned already-labeled samples")
+                    if not np.isin(queried, candidates).all():
+                        raise StrategyError(f"strategy '{name}' returned indices that are not candidates (positions "
+                                            "instead of dataset indices?); return entries of ctx.candidates")
                     labels[name][queried] = oracle.label(queried)
                 row = {"dataset": key, "strategy": name, "seed": seed, "round": r, "n_labeled": len(labeled),
                        **trained.metrics,

@@ -1,84 +1,78 @@
-"""Query strategies: a typed base class, the score-based template, and the registry.
+"""Query strategies: the typed base class, the score-based template, and the registry.
 
-A strategy is stateless: ``query(prediction, candidates, k, rng)`` returns dataset
-indices chosen among ``candidates``. Score-based strategies only define ``score``;
-the base class ranks and breaks ties through the generator.
+A strategy's ``__init__`` only stores its parameters. ``query(ctx, k)`` returns up to ``k``
+dataset indices chosen among ``ctx.candidates`` (a :class:`QueryContext`). A strategy
+declares in ``requires`` which model outputs it reads (``logits``, ``embeddings``,
+``mc_logits``); the loop computes those once per round and shares them. Score-based
+strategies only define ``score(prediction)`` (or ``scores(ctx)``); the base class ranks
+and breaks ties through the round's generator.
 """
 from __future__ import annotations
 
+import importlib
+import inspect
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import log_softmax
 
 from alkit.errors import StrategyError
+from alkit.strategies.context import LOGITS, OUTPUT_KINDS, PoolPrediction, QueryContext
 from alkit.strategies.scores import top_k
 
 
-@dataclass
-class PoolPrediction:
-    """The model's output on the candidate pool, computed once per round and shared."""
-
-    logits: np.ndarray
-
-    def __post_init__(self) -> None:
-        self._log_probs: np.ndarray | None = None
-
-    @property
-    def log_probs(self) -> np.ndarray:
-        if self._log_probs is None:
-            self._log_probs = log_softmax(self.logits.astype(np.float64), axis=1)
-        return self._log_probs
-
-    @property
-    def probs(self) -> np.ndarray:
-        return np.exp(self.log_probs)
-
-
 class QueryStrategy(ABC):
-    """Chooses which unlabeled samples to label next."""
+    """Chooses which unlabeled samples to label next.
+
+    ``requires``: the model outputs ``query`` reads; empty means the model is never run.
+    ``ranks``: True when ``query(ctx, len(ctx.candidates))`` is a cheap full ranking (best first);
+    batch strategies (core-set, BADGE, BatchBALD) choose a set jointly and say False.
+    """
 
     name: ClassVar[str] = ""
-    needs_model: ClassVar[bool] = True
+    requires: ClassVar[frozenset[str]] = frozenset({LOGITS})
+    ranks: ClassVar[bool] = False
 
     @abstractmethod
-    def query(self, prediction: PoolPrediction | None, candidates: np.ndarray, k: int,
-              rng: np.random.Generator) -> np.ndarray:
-        """Return up to ``k`` entries of ``candidates`` (dataset indices), most informative first.
+    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
+        """Up to ``k`` entries of ``ctx.candidates`` (dataset indices), most informative first."""
 
-        ``prediction`` rows align with ``candidates``; it is None for strategies that
-        do not need a model.
-        """
+    def params(self) -> dict[str, Any]:
+        """The constructor's parameters and their current values (part of a run's fingerprint)."""
+        sig = inspect.signature(type(self).__init__)
+        return {p: getattr(self, p) for p in list(sig.parameters)[1:]
+                if sig.parameters[p].kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.params().items())})"
 
 
 class ScoreBasedStrategy(QueryStrategy):
-    """Template: subclasses define ``score`` (higher = more informative); this class ranks."""
+    """Template: subclasses define ``score(prediction)`` (higher = more informative), or ``scores(ctx)`` for
+    scores from other outputs; this class ranks."""
 
-    @abstractmethod
+    ranks = True
+
     def score(self, prediction: PoolPrediction) -> np.ndarray:
-        """One score per row of ``prediction``."""
+        """One score per row of ``prediction`` (the candidates' logits)."""
+        raise StrategyError(f"{type(self).__name__} must define score(prediction) or scores(ctx)")
 
-    def query(self, prediction: PoolPrediction | None, candidates: np.ndarray, k: int,
-              rng: np.random.Generator) -> np.ndarray:
-        check_query_args(candidates, k)
-        if prediction is None:
-            raise StrategyError(f"strategy '{self.name}' needs the model's predictions on the candidates")
-        if len(prediction.logits) != len(candidates):
-            raise StrategyError(
-                f"strategy '{self.name}': {len(prediction.logits)} predictions for {len(candidates)} candidates"
-            )
-        return candidates[top_k(self.score(prediction), k, rng)]
+    def scores(self, ctx: QueryContext) -> np.ndarray:
+        """One score per candidate; by default ``score`` of the candidates' logits."""
+        return self.score(ctx.prediction)
+
+    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
+        check_query_args(ctx, k)
+        scores = np.asarray(self.scores(ctx))
+        if len(scores) != len(ctx.candidates):
+            raise StrategyError(f"strategy '{self.name}': {len(scores)} scores for {len(ctx.candidates)} candidates")
+        return ctx.candidates[top_k(scores, k, ctx.rng)]
 
 
-def check_query_args(candidates: np.ndarray, k: int) -> None:
+def check_query_args(ctx: QueryContext, k: int) -> None:
     if k < 0:
         raise StrategyError(f"query size k={k} must be >= 0")
-    if candidates.ndim != 1:
+    if ctx.candidates.ndim != 1:
         raise StrategyError("candidates must be a 1-D array of dataset indices")
 
 
@@ -89,6 +83,10 @@ def register_strategy(cls: type[QueryStrategy]) -> type[QueryStrategy]:
     """Class decorator: make a strategy available by its ``name`` to the CLI and configs."""
     if not cls.name:
         raise StrategyError(f"{cls.__name__} must set a class attribute `name` to be registered")
+    unknown = set(cls.requires) - set(OUTPUT_KINDS) if isinstance(cls.requires, frozenset) else set()
+    if unknown:
+        raise StrategyError(f"{cls.__name__}.requires: unknown output(s) {sorted(unknown)}; "
+                            f"choose from {', '.join(OUTPUT_KINDS)}")
     _REGISTRY[cls.name] = cls
     return cls
 
@@ -97,13 +95,11 @@ def strategy_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_strategy(name: str, **params: Any) -> QueryStrategy:
-    """A strategy by registered name, or by import path ``package.module:ClassName``."""
+def strategy_class(name: str) -> type[QueryStrategy]:
+    """The class registered as ``name``, or imported from ``package.module:ClassName``."""
     if name in _REGISTRY:
-        return _REGISTRY[name](**params)
+        return _REGISTRY[name]
     if ":" in name:
-        import importlib
-
         module_name, _, attr = name.partition(":")
         try:
             cls = getattr(importlib.import_module(module_name), attr)
@@ -111,5 +107,16 @@ def get_strategy(name: str, **params: Any) -> QueryStrategy:
             raise StrategyError(f"strategy '{name}': cannot import ({exc})") from exc
         if not (isinstance(cls, type) and issubclass(cls, QueryStrategy)):
             raise StrategyError(f"strategy '{name}' is not a QueryStrategy subclass")
-        return cls(**params)
+        return cls
     raise StrategyError(f"strategy '{name}' is unknown; choose one of {', '.join(_REGISTRY)} or give module:Class")
+
+
+def get_strategy(name: str, **params: Any) -> QueryStrategy:
+    """A strategy by registered name or import path, built with ``params``."""
+    cls = strategy_class(name)
+    try:
+        inspect.signature(cls).bind(**params)
+    except TypeError as exc:
+        allowed = [p for p in inspect.signature(cls).parameters]
+        raise StrategyError(f"strategy '{name}': {exc}; its parameters are: {', '.join(allowed) or 'none'}") from None
+    return cls(**params)

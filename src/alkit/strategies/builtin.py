@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from alkit.strategies.base import PoolPrediction, QueryStrategy, ScoreBasedStrategy, check_query_args, register_strategy
+from alkit.strategies.base import QueryStrategy, ScoreBasedStrategy, check_query_args, register_strategy
+from alkit.strategies.context import PoolPrediction, QueryContext
 from alkit.strategies.scores import entropy_scores, least_confidence_scores, margin_scores
 
 
@@ -12,13 +13,13 @@ class RandomSampling(QueryStrategy):
     """Passive learning: a uniform sample of the candidates. Never runs the model."""
 
     name = "random"
-    needs_model = False
+    requires = frozenset()
+    ranks = True
 
-    def query(self, prediction: PoolPrediction | None, candidates: np.ndarray, k: int,
-              rng: np.random.Generator) -> np.ndarray:
-        check_query_args(candidates, k)
-        k = min(k, len(candidates))
-        return candidates[rng.choice(len(candidates), size=k, replace=False)] if k else candidates[:0]
+    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
+        check_query_args(ctx, k)
+        k = min(k, len(ctx.candidates))
+        return ctx.candidates[ctx.rng.choice(len(ctx.candidates), size=k, replace=False)] if k else ctx.candidates[:0]
 
 
 @register_strategy

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from alkit.strategies.base import PoolPrediction, ScoreBasedStrategy
-from alkit.training.trainer import Normalizer, predict_logits
+from alkit.training.inference import predict_logits
+from alkit.training.trainer import Normalizer
 
 
 def streaming_query(strategy: ScoreBasedStrategy, model: nn.Module, x: np.ndarray, k: int, normalizer: Normalizer,

@@ -151,21 +151,3 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
             last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
     return last
-
-
-@torch.inference_mode()
-def predict_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, normalizer: Normalizer,
-                   device: torch.device, precision: str, batch_size: int = 256) -> np.ndarray:
-    """Logits (float32, N x classes) for ``x[indices]`` (all of ``x`` if None), in eval mode."""
-    model.to(device).eval()
-    n = len(x) if indices is None else len(indices)
-    out: np.ndarray | None = None
-    for start in range(0, n, batch_size):
-        sel = slice(start, start + batch_size) if indices is None else indices[start:start + batch_size]
-        xb = normalizer(x[sel], device)
-        with autocast(device, precision), reproducible_kernels(device):
-            logits = model(xb).float()
-        if out is None:
-            out = np.empty((n, logits.shape[1]), dtype=np.float32)
-        out[start:start + len(logits)] = logits.cpu().numpy()
-    return out if out is not None else np.zeros((0, 0), dtype=np.float32)

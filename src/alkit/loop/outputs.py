@@ -1,0 +1,30 @@
+"""A trained model's lazy outputs on a set of images, keyed by the (seed, round) that trained it.
+
+Shared by the experiment loop and the labeling app, so both give strategies the same numbers:
+fp32 logits and embeddings, and MC-dropout samples from the (seed, round, "mc") generator.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from alkit.loop.seeding import derive_seed, torch_generator
+from alkit.strategies import ModelOutputs
+from alkit.training.inference import mc_dropout_logits, predict_outputs
+from alkit.training.trainer import Normalizer
+
+
+def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, device: torch.device, batch_size: int,
+                  seed: int, round_: int) -> ModelOutputs:
+    """Outputs of ``model`` on rows of ``x``, computed on first use."""
+
+    def forward(idx: np.ndarray, embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        return predict_outputs(model, x, idx, normalizer, device, "fp32", batch_size, embeddings)
+
+    def mc(idx: np.ndarray, samples: int) -> np.ndarray:
+        return mc_dropout_logits(model, x, idx, normalizer, device, samples,
+                                 torch_generator(seed, round_, "mc", device), derive_seed(seed, round_, "mc"),
+                                 batch_size)
+
+    return ModelOutputs(forward, mc)

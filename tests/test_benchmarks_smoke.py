@@ -29,7 +29,8 @@ def test_scoring_smoke() -> None:
 @pytest.mark.slow
 def test_memory_smoke() -> None:
     require_real(FMNIST_DIR)
-    assert "PNG files through the `folder` dataset" in _run("benchmarks.memory")
+    out = _run("benchmarks.memory")
+    assert "PNG files through the `folder` dataset" in out and "| `badge` | 3,000 x 512 | 100 |" in out
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from torch import nn
 
 import alkit
 from alkit.errors import ConfigError
-from alkit.loop.experiment import RunStore
+from alkit.storage.run_store import RunStore
 from tests.loop.test_experiment import FAST, _assert_same_results
 
 

@@ -20,6 +20,9 @@ from alkit.strategies import StrategySpec, strategy_names
 from alkit.training.config import TrainConfig
 
 FULL_DATA = ("none", "first-seed", "all-seeds")
+EXECUTORS = ("local", "processes", "ray")
+# where and how units run: never part of the results' fingerprint
+EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
 
 
 @dataclass
@@ -103,6 +106,10 @@ class ExperimentConfig:
     full_data: str = "first-seed"
     out: str | None = None
     workers: int = 1
+    executor: str = "local"
+    ray_address: str | None = None
+    cpus_per_unit: float = 1.0
+    gpus_per_unit: float = 0.0
 
     def validate(self, where: str = "config") -> ExperimentConfig:
         if not self.datasets:
@@ -137,6 +144,19 @@ class ExperimentConfig:
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"{where}: workers must be an integer >= 1 (processes running seeds in parallel), "
                               f"got {self.workers!r}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"{where}: executor '{self.executor}' is unknown; choose {', '.join(EXECUTORS)}")
+        if self.executor == "ray" and self.workers > 1:
+            raise ConfigError(f"{where}: workers={self.workers} is for the processes executor; with executor ray, "
+                              "Ray schedules the units (set cpus_per_unit instead)")
+        for name in ("cpus_per_unit", "gpus_per_unit"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{where}: {name} must be a number >= 0, got {value!r}")
+        if self.cpus_per_unit < 0.01 and self.executor == "ray":
+            raise ConfigError(f"{where}: cpus_per_unit must be > 0 (fractions allowed), got {self.cpus_per_unit!r}")
+        if self.ray_address is not None and not isinstance(self.ray_address, str):
+            raise ConfigError(f"{where}: ray_address must be a string such as auto or HOST:6379")
         self.loop.validate(f"{where}: loop")
         try:
             self.train.validate()
@@ -180,8 +200,8 @@ class ExperimentConfig:
     def result_fingerprint(self) -> dict[str, Any]:
         """The settings that determine results: a resumed run must match them exactly."""
         d = self.to_dict()
-        d.pop("out", None)
-        d.pop("workers", None)
+        for where_it_runs in ("out", *EXECUTION_FIELDS):
+            d.pop(where_it_runs, None)
         d["train"].pop("eval_batch_size", None)
         return d
 

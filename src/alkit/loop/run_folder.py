@@ -1,0 +1,61 @@
+"""The driver's side of a run folder: what a unit resumes from, and committing the records units yield.
+
+Only the driver writes: the run store (SQLite) and the warm-start checkpoints. A record that is
+already stored (a retried unit yields its rounds again, identically) is skipped.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from alkit.errors import RunStoreError
+from alkit.loop.units import FullData, InitialSet, Record, Resume, Round, Unit
+from alkit.storage.run_store import RunStore
+
+
+class RunFolder:
+    def __init__(self, out_dir: Path, store: RunStore, strategies: list[str]) -> None:
+        self.out_dir, self.store, self.strategies = out_dir, store, strategies
+
+    def checkpoint_path(self, key: str, strategy: str, seed: int, round_: int) -> Path:
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{key}-{strategy}-{seed}")
+        return self.out_dir / "checkpoints" / f"{safe}-r{round_}.pt"
+
+    def resume(self, unit: Unit, warm_start: bool) -> Resume:
+        if unit.full_data:
+            return Resume(full_done=any(r["seed"] == unit.seed for r in self.store.full_data(unit.dataset)))
+        rounds = {name: self.store.rounds(unit.dataset, name, unit.seed) for name in self.strategies}
+        checkpoints = {}
+        if warm_start:
+            for name, done in rounds.items():
+                path = self.checkpoint_path(unit.dataset, name, unit.seed, len(done) - 1)
+                if done and path.exists():
+                    checkpoints[name] = path.read_bytes()
+        return Resume(self.store.initial_set(unit.dataset, unit.seed), rounds, checkpoints)
+
+    def commit(self, record: Record) -> bool:
+        """Write ``record``; False when it was already there (nothing written)."""
+        if isinstance(record, InitialSet):
+            self.store.save_initial_set(record.dataset, record.seed, record.indices)
+            return False
+        if isinstance(record, FullData):
+            if any(r["seed"] == record.row["seed"] for r in self.store.full_data(record.row["dataset"])):
+                return False
+            self.store.save_full_data(record.row)
+            return True
+        if not isinstance(record, Round):
+            raise RunStoreError(f"unknown record {type(record).__name__}")
+        row = record.row
+        if self.store.has_round(row["dataset"], row["strategy"], row["seed"], row["round"]):
+            return False
+        if record.checkpoint is not None:  # the weights land before the round that needs them is committed
+            path = self.checkpoint_path(row["dataset"], row["strategy"], row["seed"], row["round"])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(record.checkpoint)
+            os.replace(tmp, path)
+        self.store.commit_round(row, record.queried)
+        old = self.checkpoint_path(row["dataset"], row["strategy"], row["seed"], row["round"] - 1)
+        if record.checkpoint is not None and old.exists():
+            old.unlink()
+        return True

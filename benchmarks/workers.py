@@ -1,4 +1,4 @@
-"""Parallel seeds: the same run in one process and in N worker processes, timed in the same run.
+"""Parallel seeds: the same run in one process, in N worker processes, and as N Ray tasks, timed in one run.
 
 The run: Fashion-MNIST, margin, N paired seeds, 1,000 random initial labels +1,000 per round
 (``--rounds``), the default recipe, no full-data reference. It runs once with ``workers=1`` and once
@@ -7,7 +7,9 @@ runs' rounds agree (accuracy, F1 and the queried images of every round). The one
 all CPU threads, which is the fair speed baseline. On a GPU the processes share the device and the
 rounds must agree exactly; on a CPU each worker has threads // N threads, float sums differ with the
 thread count, so the CPU report gives the largest F1 difference instead (tests/loop/test_parallel.py
-checks exact agreement at equal threads).
+checks exact agreement at equal threads). The Ray run (a local Ray, started and timed before it, with
+threads // N CPUs per unit) has the worker processes' threads per unit, so those two must agree
+exactly on every device; the difference in their wall times, per unit, is Ray's overhead.
 
     python -m benchmarks.workers --workers 4 --rounds 5 --device cuda   # 105 s on an H100 (2026-11-26)
     python -m benchmarks.workers --workers 2                            # on a CPU
@@ -33,6 +35,22 @@ def _timed_run(out: Path, workers: int, seeds: list[int], kw: dict[str, Any]) ->
     t0 = time.perf_counter()
     result = alkit.run(kw.pop("dataset"), ["margin"], seeds, out=out, workers=workers, report=False, **kw)
     return time.perf_counter() - t0, result.rows
+
+
+def _ray_run(out: Path, cpus: int, seeds: list[int], kw: dict[str, Any]) -> tuple[float, float, list[dict[str, Any]]]:
+    """(seconds to start a local Ray, seconds of the run on it, rows)."""
+    import ray
+
+    t0 = time.perf_counter()
+    ray.init(include_dashboard=False, log_to_driver=False)
+    start = time.perf_counter() - t0
+    try:
+        t0 = time.perf_counter()
+        result = alkit.run(kw.pop("dataset"), ["margin"], seeds, out=out, executor="ray", cpus_per_unit=cpus,
+                           report=False, **kw)
+    finally:
+        ray.shutdown()
+    return start, time.perf_counter() - t0, result.rows
 
 
 def _disagreements(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> list[str]:
@@ -64,9 +82,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one = _timed_run(Path(tmp) / "one", 1, seeds, dict(kw))
         par_s, par = _timed_run(Path(tmp) / "par", args.workers, seeds, dict(kw))
-    bad: list[str] = []
+        per_unit = max(1, torch.get_num_threads() // args.workers)
+        ray_start, ray_s, on_ray = _ray_run(Path(tmp) / "ray", per_unit, seeds, dict(kw))
+    bad = _disagreements(par, on_ray)
+    ray_agree = ("every round agrees with the worker processes' (accuracy, F1, queried images)" if not bad
+                 and len(par) == len(on_ray) else f"{len(bad)} of {len(par)} rounds differ from the worker "
+                 "processes': " + "; ".join(bad[:3]))
     if device.type == "cuda":
-        bad = _disagreements(one, par)
+        bad += _disagreements(one, par)
         agree = ("every round agrees (accuracy, F1, queried images)" if not bad and len(one) == len(par)
                  else f"{len(bad)} of {len(one)} rounds differ: " + "; ".join(bad[:3]))
     else:
@@ -80,8 +103,12 @@ def main() -> None:
             f"for {kw['rounds']} rounds, {kw['epochs']} epochs; {len(one)} rounds in each run.\n\n"
             "| run | wall s | rounds per minute |\n|---|---|---|\n"
             f"| one process | {one_s:.1f} | {len(one) / one_s * 60:.1f} |\n"
-            f"| {args.workers} worker processes | {par_s:.1f} | {len(par) / par_s * 60:.1f} |\n\n"
-            f"Speed-up: **{one_s / par_s:.2f}x**. Agreement: {agree}.\n")
+            f"| {args.workers} worker processes | {par_s:.1f} | {len(par) / par_s * 60:.1f} |\n"
+            f"| {args.workers} Ray tasks ({per_unit} CPU each; local Ray started in {ray_start:.1f} s before) | "
+            f"{ray_s:.1f} | {len(on_ray) / ray_s * 60:.1f} |\n\n"
+            f"Speed-up: **{one_s / par_s:.2f}x** with worker processes, **{one_s / ray_s:.2f}x** on Ray. "
+            f"Agreement: {agree}. Ray: {ray_agree}; its overhead over the worker processes is "
+            f"{(ray_s - par_s) / len(seeds):+.1f} s per unit ({len(seeds)} units), plus Ray's start.\n")
     print(body)
     if bad:
         raise SystemExit(f"workers benchmark: {agree}")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up alkit in ./.venv from a fresh clone: Python packages (CPU torch 2.13 where it is on disk),
 # and, when run as root with apt available, Debian's Fashion-MNIST package. With --with-browser (the
-# test set-up) also Chromium for the browser tests and the bench extra (baal, modAL, skorch) for the
+# test set-up) also Chromium for the browser tests, the ray extra for the Ray executor tests, and the bench extra (baal, modAL, skorch) for the
 # benchmark smoke tests. Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +13,7 @@ fi
 # torch first and pinned: a plain 'torch' could pull a multi-GB CUDA build; 2.13.0 satisfies alkit's range.
 .venv/bin/python -m pip show torch >/dev/null 2>&1 || .venv/bin/python -m pip install -q "torch==2.13.0"
 extras=test
-[ "${1:-}" = "--with-browser" ] && extras=test,bench   # the test suite also smoke-tests the peer benchmarks
+[ "${1:-}" = "--with-browser" ] && extras=test,bench,ray   # the test suite also smoke-tests the peer benchmarks and runs a local Ray
 .venv/bin/python -m pip install -q -e ".[$extras]"
 
 want_apt=()

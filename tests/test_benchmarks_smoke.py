@@ -138,3 +138,4 @@ def test_workers_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.workers", "--workers", "2")
     assert "2 worker processes" in out and "Speed-up: **" in out and "largest F1 difference" in out
+    assert "2 Ray tasks (1 CPU each" in out and "every round agrees with the worker processes" in out

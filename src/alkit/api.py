@@ -20,8 +20,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
         imbalance: Any = None, data_dir: str | None = None, full_data: str = "first-seed",
-        out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, progress: bool = True,
-        report: bool = True) -> RunResult:
+        out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, executor: str = "local",
+        ray_address: str | None = None, cpus_per_unit: float = 1.0, gpus_per_unit: float = 0.0,
+        progress: bool = True, report: bool = True) -> RunResult:
     """Run active learning on a grid of datasets x strategies x seeds and write a report.
 
     Returns a :class:`RunResult` whose ``rows`` hold one dict per (dataset, strategy,
@@ -31,7 +32,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
-    with a DataLoader's workers.
+    with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
+    with this machine's CPUs) or the cluster at ``ray_address``, with ``cpus_per_unit`` and
+    ``gpus_per_unit`` resources each; only this process writes the run folder.
     """
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     config = ExperimentConfig(
@@ -42,7 +45,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),
-        full_data=full_data, out=str(out), workers=workers)
+        full_data=full_data, out=str(out), workers=workers, executor=executor, ray_address=ray_address,
+        cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit)
     return run_config(config, model=model, progress=progress, report=report)
 
 

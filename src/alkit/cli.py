@@ -82,7 +82,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="processes that run seeds (and the full-data reference) in parallel, writing to the same "
                         "run folder. Each gets an equal share of the CPU threads (results equal a one-process run "
                         "with that many threads); on a GPU they share it (default: 1)")
+    _add_executor_options(p)
     p.add_argument("--no-report", action="store_true", help="skip writing the HTML/Markdown report")
+
+
+def _add_executor_options(p: argparse.ArgumentParser, defaults: bool = True) -> None:
+    g = p.add_argument_group("where units run (not part of the results)")
+    g.add_argument("--executor", choices=["local", "processes", "ray"], default="local" if defaults else None,
+                   help="local: this process; processes: --workers processes on this machine; ray: Ray tasks on a "
+                        "local or remote cluster (pip install 'alkit[ray]') (default: local, or processes when "
+                        "--workers > 1)")
+    g.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join (auto, or HEAD:6379); default: start a local Ray with this machine's CPUs")
+    g.add_argument("--cpus-per-unit", type=float, default=1.0 if defaults else None,
+                   help="Ray: CPUs (and torch threads) per (dataset, seed) unit (default: 1)")
+    g.add_argument("--gpus-per-unit", type=float, default=0.0 if defaults else None,
+                   help="Ray: GPUs per unit; fractions share a GPU, e.g. 0.25 runs 4 units on one (default: 0)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", help="path to the config file (see configs/)")
     p.add_argument("--out", help="run folder (overrides the config's 'out')")
     p.add_argument("--workers", type=int, help="parallel worker processes (overrides the config's 'workers')")
+    _add_executor_options(p, defaults=False)
     p.add_argument("--no-report", action="store_true")
 
     p = sub.add_parser("report", help="(re)write the HTML and Markdown report of a run folder")
@@ -198,7 +214,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
-        out=args.out, workers=args.workers, progress=not args.quiet, report=not args.no_report)
+        out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
+        cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, progress=not args.quiet,
+        report=not args.no_report)
     return _finish(result)
 
 
@@ -209,9 +227,12 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.out:
         config.out = args.out
-    if args.workers is not None:
-        config.workers = args.workers
-        config.validate(f"--workers {args.workers}")
+    overrides = {k: getattr(args, k) for k in ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
+                 if getattr(args, k) is not None}
+    if overrides:
+        for k, v in overrides.items():
+            setattr(config, k, v)
+        config.validate(" ".join(f"--{k.replace('_', '-')} {v}" for k, v in overrides.items()))
     return _finish(alkit.run_config(config, progress=not args.quiet, report=not args.no_report))
 
 

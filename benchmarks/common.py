@@ -26,6 +26,10 @@ def machine() -> str:
                 break
     except OSError:
         pass
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isa = ("AVX512-BF16 (native bf16)" if "avx512_bf16" in flags or "amx_bf16" in flags
+           else "AVX2 only (bf16 emulated)" if "avx2" in flags else "no AVX2")
+    cpu = f"{cpu} [{isa}]"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "

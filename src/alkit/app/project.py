@@ -79,18 +79,38 @@ def scan_images(root: Path) -> list[str]:
 
 class LabelProject:
     def __init__(self, root: str | Path, classes: list[str] | None = None, db: str | Path | None = None,
-                 holdout_fraction: float = 1 / HOLDOUT_EVERY, seed: int = 0) -> None:
+                 holdout_fraction: float = 1 / HOLDOUT_EVERY, seed: int = 0, create: bool = True) -> None:
+        """Open the project of ``root`` (its database ``db``), or with ``create`` start one with ``classes``.
+        A refused start leaves nothing behind: the database is created only once its classes are valid."""
         self.root = Path(root)
         if not self.root.is_dir():
             raise LabelingError(f"{self.root}: no such folder of images")
         self.db_path = Path(db) if db else self.root / DB_NAME
-        self._local = threading.local()
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(SCHEMA)
-        stored = self._meta("classes")
+        if self.db_path.exists() and not self.db_path.is_file():
+            raise LabelingError(f"{self.db_path}: is a folder, not a project database; pass --db FILE")
+        if classes is not None and (not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)):
+            raise LabelingError(f"--classes: expected a comma-separated list of names, got {classes!r}")
         if classes:
             if len(set(classes)) != len(classes) or any(not c.strip() for c in classes):
                 raise LabelingError(f"--classes: names must be unique and non-empty, got {classes}")
+            if len(classes) < 2:
+                raise LabelingError(f"--classes: at least two classes are needed, got {classes}")
+        if not self.db_path.exists():
+            if not create:
+                raise LabelingError(f"{self.root}: no labeling project here ({self.db_path} does not exist); "
+                                    "start one with alkit label ROOT --classes a,b")
+            if not classes:
+                raise LabelingError(f"{self.root}: a new project needs --classes, e.g. --classes cat,dog")
+        self._local = threading.local()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(SCHEMA)
+            stored = self._meta("classes")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise LabelingError(f"{self.db_path}: not a labeling project database ({exc}); it was left "
+                                "unchanged: pass another --db") from None
+        if classes:
             if stored is not None and json.loads(stored) != list(classes):
                 raise LabelingError(f"{self.db_path}: the project's classes are {json.loads(stored)}, not {classes}; "
                                     "use the same --classes or another --db")

@@ -15,7 +15,7 @@ import ipaddress
 import secrets
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
@@ -39,23 +39,27 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+MAX_BODY_BYTES = 64 * 1024  # the largest request body the API reads; its largest real request is ~2 kB
+ImageId = Annotated[int, Field(ge=0, le=2**63 - 1)]  # SQLite's INTEGER range
+
+
 class LeaseRequest(BaseModel):
     annotator: str = Field(min_length=1, max_length=100)
     n: int = Field(default=8, ge=1, le=100)
     refresh: bool = False
-    keep: list[int] = Field(default_factory=list)
+    keep: list[ImageId] = Field(default_factory=list, max_length=1000)
 
 
 class LabelRequest(BaseModel):
     annotator: str = Field(min_length=1, max_length=100)
-    image_id: int
-    label: str
-    lease_id: str | None = None
+    image_id: ImageId
+    label: str = Field(max_length=200)
+    lease_id: str | None = Field(default=None, max_length=64)
 
 
 class SkipRequest(BaseModel):
     annotator: str = Field(min_length=1, max_length=100)
-    image_id: int
+    image_id: ImageId
 
 
 class UndoRequest(BaseModel):
@@ -89,6 +93,15 @@ def create_app(project: LabelProject, retrainer: Retrainer, token: str | None = 
             return
         if not any(_matches(candidate) for candidate in header_tokens(request)):
             raise HTTPException(401, f"state-changing requests need the access token in the {TOKEN_HEADER} header")
+
+    @app.middleware("http")
+    async def _cap_body(request: Request, call_next: Any) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+            return JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes"}, status_code=413)
+        if declared is None and request.method in ("POST", "PUT", "PATCH"):
+            return JSONResponse({"detail": "send a Content-Length header"}, status_code=411)
+        return await call_next(request)
 
     @app.exception_handler(LabelingError)
     async def _labeling_error(_: Request, exc: LabelingError) -> JSONResponse:

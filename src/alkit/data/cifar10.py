@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from alkit.data.dataset import Dataset
 from alkit.data.files import cache_dir, download, file_digest, find_or_download, import_local
+from alkit.data.limits import limit
 from alkit.data.safe_pickle import safe_loads
 from alkit.errors import DatasetError
 
@@ -51,8 +52,14 @@ def fetch(source: Path | None = None, progress: bool = True) -> Path:
     """Download the official archive (MD5-verified), or import a local one after validating it."""
     dest = cache_dir() / ARCHIVE
     if source is not None:
-        _read_batches(Path(source), progress=progress)
-        return import_local(Path(source), dest)
+        source = Path(source)
+        _read_batches(source, progress=progress)
+        if source.is_dir():  # an extracted folder: its batch files are copied into the cache's folder
+            folder = cache_dir() / FOLDER
+            for name in (*TRAIN_BATCHES, TEST_BATCH, META):
+                import_local(source / name, folder / name)
+            return folder
+        return import_local(source, dest)
     if not dest.is_file():
         download(URL, dest, MD5, progress=progress)
     return dest
@@ -66,15 +73,27 @@ def _read_members(path: Path) -> dict[str, bytes]:
         if missing:
             raise DatasetError(f"{path}: missing CIFAR-10 batch files {missing}")
         return {n: (path / n).read_bytes() for n in names}
+    cap = limit("ALKIT_MAX_ARCHIVE_MEMBER_BYTES")
     try:
         with tarfile.open(path, "r:*") as tar:
             members = {}
             for member in tar.getmembers():
-                base = member.name.rsplit("/", 1)[-1]
-                if member.isfile() and base in names and member.name.startswith(FOLDER + "/"):
+                name = member.name
+                if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/"):
+                    raise DatasetError(f"{path}: member '{name}' points outside the archive (absolute or '..'); "
+                                       "refusing the archive: download the official one again")
+                base = name.rsplit("/", 1)[-1]
+                if member.isfile() and base in names and name.startswith(FOLDER + "/"):
+                    if member.size > cap:
+                        raise DatasetError(f"{path}: member '{name}' declares {member.size:,} bytes, over the "
+                                           f"limit of {cap:,}; raise it with ALKIT_MAX_ARCHIVE_MEMBER_BYTES if the "
+                                           "archive is genuine")
                     extracted = tar.extractfile(member)
-                    assert extracted is not None
+                    if extracted is None:
+                        raise DatasetError(f"{path}: member '{name}' cannot be read")
                     members[base] = extracted.read()
+    except DatasetError:
+        raise
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DatasetError(f"{path}: not a readable CIFAR-10 archive ({exc}); download it again") from exc
     missing = [n for n in names if n not in members]
@@ -95,13 +114,19 @@ def _parse_batch(raw: bytes, origin: str) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(batch, dict):
         raise DatasetError(f"{origin}: expected a dict, found {type(batch).__name__}")
     data = np.asarray(_get(batch, "data", origin))
-    labels = np.asarray(_get(batch, "labels", origin), dtype=np.int64)
+    raw_labels = _get(batch, "labels", origin)
+    if not isinstance(raw_labels, (list, np.ndarray)) or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in raw_labels):
+        raise DatasetError(f"{origin}: field 'labels' must be a list of integer class indices, "
+                           f"found {type(raw_labels).__name__}")
+    labels = np.asarray(raw_labels, dtype=np.int64).reshape(-1)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         raise DatasetError(f"{origin}: field 'data' must be uint8 of shape (N, 3072), found {data.dtype} {data.shape}")
     if len(labels) != len(data):
         raise DatasetError(f"{origin}: {len(data)} images but {len(labels)} labels")
     if labels.size and (labels.min() < 0 or labels.max() > 9):
-        raise DatasetError(f"{origin}: label {int(labels.max())} is out of range 0..9")
+        bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
+        raise DatasetError(f"{origin}: label {bad} is out of range 0..9")
     images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
@@ -109,7 +134,12 @@ def _parse_batch(raw: bytes, origin: str) -> tuple[np.ndarray, np.ndarray]:
 def _read_batches(path: Path, progress: bool = True, strict: bool = True) -> Dataset:
     members = _read_members(path)
     meta = safe_loads(members[META], f"{path}:{META}")
-    classes = [n.decode() if isinstance(n, bytes) else str(n) for n in _get(meta, "label_names", f"{path}:{META}")]
+    if not isinstance(meta, dict):
+        raise DatasetError(f"{path}:{META}: expected a dict with label_names, found {type(meta).__name__}")
+    names = _get(meta, "label_names", f"{path}:{META}")
+    if not isinstance(names, list):
+        raise DatasetError(f"{path}:{META}: label_names must be a list of 10 names, found {type(names).__name__}")
+    classes = [n.decode(errors="replace") if isinstance(n, bytes) else str(n) for n in names]
     if len(classes) != 10:
         raise DatasetError(f"{path}:{META}: expected 10 label_names, found {len(classes)}")
     xs, ys = [], []

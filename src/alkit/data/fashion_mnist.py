@@ -79,6 +79,10 @@ def load(data_dir: str | Path | None = None, *, download_if_missing: bool = True
         HOW_TO_GET, download_if_missing, progress)
     x_train, y_train = read_idx_pair(files["train_images"], files["train_labels"], len(CLASSES))
     x_test, y_test = read_idx_pair(files["test_images"], files["test_labels"], len(CLASSES))
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise DatasetError(f"{files['test_images']}: test images are {x_test.shape[1]}x{x_test.shape[2]} but "
+                           f"{files['train_images']} holds {x_train.shape[1]}x{x_train.shape[2]}; the files do not "
+                           "belong together")
     if strict:
         _check_counts(files, y_train, y_test)
     return Dataset(

@@ -44,7 +44,8 @@ def _decode(paths: list[Path], size: tuple[int, int] | None, channels: int, prog
         if img.shape != first.shape:
             raise DatasetError(
                 f"{p}: image is {img.shape[1]}x{img.shape[0]} but {paths[0]} is {first.shape[1]}x{first.shape[0]}; "
-                "mixed image sizes: pass image_size=(W, H) (CLI: --image-size WxH) to resize them all"
+                "mixed image sizes: resize them all with --image-size WxH (alkit run), options: {image_size: [W, H]} "
+                "in a config file, or image_size=(W, H) in Python"
             )
         out[i] = img
     return out
@@ -57,7 +58,7 @@ def _channels(paths: list[Path]) -> int:
 
 def load(root: str | Path, *, test_dir: str | Path | None = None, test_ratio: float = 0.2,
          image_size: tuple[int, int] | None = None, channels: int | None = None, seed: int = 0,
-         progress: bool = True, **_: object) -> Dataset:
+         progress: bool = True) -> Dataset:
     root = Path(root)
     classes, items = _scan(root)
     paths = [p for p, _ in items]

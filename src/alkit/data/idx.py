@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def read_idx(path: Path, expected_magic: int) -> np.ndarray:
     if len(data) < header:
         raise DatasetError(f"{path}: truncated IDX header")
     dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = int(np.prod(dims)) if dims else 0
+    expected = math.prod(dims) if dims else 0  # Python ints: a forged header cannot wrap around to 0
     body = len(data) - header
     if body != expected:
         raise DatasetError(
@@ -66,6 +67,9 @@ def read_idx_pair(images_path: Path, labels_path: Path, num_classes: int) -> tup
             f"{images_path} has {len(images)} images but {labels_path} has {len(labels)} labels; "
             "the files do not belong together"
         )
+    if images.shape[1] < 1 or images.shape[2] < 1:
+        raise DatasetError(f"{images_path}: header declares {images.shape[1]}x{images.shape[2]} images; "
+                           "the file is corrupt")
     if labels.size and int(labels.max()) >= num_classes:
         raise DatasetError(f"{labels_path}: label {int(labels.max())} is out of range 0..{num_classes - 1}")
     return images[..., None].copy(), labels.astype(np.int64)

@@ -8,6 +8,7 @@ import numpy as np
 
 from alkit.data.dataset import Dataset
 from alkit.data.files import file_digest
+from alkit.data.limits import limit
 from alkit.errors import DatasetError
 
 REQUIRED = ("x_train", "y_train", "x_test", "y_test")
@@ -41,27 +42,58 @@ def _labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
     return y.astype(np.int64)
 
 
-def load(path: str | Path, **_: object) -> Dataset:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: no such file")
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(6)
+
+
+def _read(path: Path) -> dict[str, np.ndarray]:
+    """The known fields of an npz archive; other members are ignored, never decoded."""
+    if not zipfile.is_zipfile(path):
+        hint = " (a single array saved with np.save; save the four arrays with np.savez)" \
+            if _head(path) == b"\x93NUMPY" else ""
+        raise DatasetError(f"{path}: not an .npz archive{hint}; write one with "
+                           "np.savez(path, x_train=..., y_train=..., x_test=..., y_test=..., classes=...)")
     try:
+        with zipfile.ZipFile(path) as zf:
+            cap = limit("ALKIT_MAX_ARCHIVE_MEMBER_BYTES")
+            big = [i.filename for i in zf.infolist() if i.file_size > cap]
+            if big:
+                raise DatasetError(f"{path}: member(s) {big} declare more than {cap:,} bytes; raise the limit "
+                                   "with ALKIT_MAX_ARCHIVE_MEMBER_BYTES if the file is genuine")
         with np.load(path, allow_pickle=False) as z:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise DatasetError(f"{path}: missing field(s) {missing}; an npz dataset needs {list(REQUIRED)}")
-            arrays = {k: z[k] for k in z.files}
+            return {k: z[k] for k in (*REQUIRED, "classes") if k in z.files}
     except DatasetError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from exc
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise DatasetError(f"{path}: a field holds Python objects, which alkit does not load; store numeric "
+                               "arrays (and classes as a string array, np.array(names))") from None
+        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def load(path: str | Path, *, progress: bool = True) -> Dataset:
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file")
+    arrays = _read(path)
     x_train = _images(path, "x_train", arrays["x_train"])
     x_test = _images(path, "x_test", arrays["x_test"])
+    for key, x in (("x_train", x_train), ("x_test", x_test)):
+        if len(x) == 0:
+            raise DatasetError(f"{path}: field '{key}' has no images; an npz dataset needs both splits")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DatasetError(f"{path}: x_train images are {x_train.shape[1:]} but x_test images are {x_test.shape[1:]}")
     y_train = _labels(path, "y_train", arrays["y_train"], len(x_train))
     y_test = _labels(path, "y_test", arrays["y_test"], len(x_test))
     if "classes" in arrays:
+        if arrays["classes"].ndim != 1:
+            raise DatasetError(f"{path}: field 'classes' must be a 1-D array of names")
         classes = [str(c) for c in arrays["classes"].tolist()]
     else:
         classes = [str(c) for c in range(int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1)]

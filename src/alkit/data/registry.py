@@ -47,6 +47,15 @@ def dataset_names() -> list[str]:
     return list(_REGISTRY)
 
 
+def option_names(name: str) -> list[str]:
+    """The options a dataset's loader takes (besides its path)."""
+    import inspect
+
+    params = inspect.signature(get_entry(name).loader).parameters
+    return [p for p, v in params.items() if p not in ("path", "root", "data_dir")
+            and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)]
+
+
 def get_entry(name: str) -> DatasetEntry:
     try:
         return _REGISTRY[name]

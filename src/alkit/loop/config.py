@@ -18,6 +18,7 @@ from alkit.errors import AlkitError, ConfigError
 from alkit.storage.run_store import config_diff
 from alkit.strategies import StrategySpec, strategy_names
 from alkit.training.config import TrainConfig
+from alkit.validation import check_field_types, coerce_floats
 
 FULL_DATA = ("none", "first-seed", "all-seeds")
 EXECUTORS = ("local", "processes", "ray")
@@ -61,6 +62,7 @@ class LoopConfig:
         return max(0, min(self.query, self.final_labels() - n_labeled))
 
     def validate(self, where: str = "loop") -> LoopConfig:
+        check_field_types(self, where)
         for name in ("initial", "query", "rounds", "budget", "candidates"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -110,17 +112,32 @@ class ExperimentConfig:
     ray_address: str | None = None
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
+    source: str = field(default="config", repr=False, compare=False)  # where it was read from, for errors
 
     def validate(self, where: str = "config") -> ExperimentConfig:
-        if not self.datasets:
+        check_field_types(self, where)
+        if not isinstance(self.datasets, list) or not self.datasets:
             raise ConfigError(f"{where}: datasets is empty; name at least one (e.g. fashion-mnist)")
-        from alkit.data.registry import get_entry
+        from alkit.data.registry import get_entry, option_names
 
-        for d in self.datasets:
+        for i, d in enumerate(self.datasets):
+            if not isinstance(d, DatasetSpec):
+                raise ConfigError(f"{where}: datasets[{i}]: {d!r} is not a dataset name or mapping")
+            check_field_types(d, f"{where}: datasets[{i}]")
             try:
                 get_entry(d.name)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: datasets: {exc}") from None
+            if not isinstance(d.options, dict):
+                raise ConfigError(f"{where}: datasets[{i}].options: expected a mapping of loader options, "
+                                  f"got {type(d.options).__name__}")
+            allowed = option_names(d.name)
+            unknown = sorted(set(d.options) - set(allowed))
+            if unknown:
+                raise ConfigError(f"{where}: datasets[{i}].options: {unknown} not taken by '{d.name}'; "
+                                  f"its options are: {', '.join(allowed) or 'none'}")
+        if isinstance(self.strategies, (str, dict)) or not isinstance(self.strategies, (list, tuple)):
+            raise ConfigError(f"{where}: strategies must be a list of names or mappings, got {self.strategies!r}")
         if not self.strategies:
             raise ConfigError(f"{where}: strategies is empty; choose from {', '.join(strategy_names())}")
         specs = []
@@ -137,7 +154,8 @@ class ExperimentConfig:
             raise ConfigError(f"{where}: strategies: {twice} appear twice; give each setting its own label, "
                               "e.g. {name: bald, samples: 10, label: bald-10}")
         self.strategies = [s.canonical() for s in specs]
-        if not self.seeds or any(not isinstance(s, int) or s < 0 for s in self.seeds):
+        if not isinstance(self.seeds, (list, tuple)) or not self.seeds or any(
+                not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
             raise ConfigError(f"{where}: seeds must be a non-empty list of non-negative integers, got {self.seeds!r}")
         if self.full_data not in FULL_DATA:
             raise ConfigError(f"{where}: full_data '{self.full_data}' is unknown; choose {', '.join(FULL_DATA)}")
@@ -195,7 +213,9 @@ class ExperimentConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
 
     def result_fingerprint(self) -> dict[str, Any]:
         """The settings that determine results: a resumed run must match them exactly."""
@@ -223,7 +243,7 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(data) - names)
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
-    return cls(**data)
+    return cls(**coerce_floats(cls, data))
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config") -> ExperimentConfig:
@@ -265,9 +285,25 @@ def load_config(path: str | Path) -> ExperimentConfig:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
         else:
             raise ConfigError(f"{path}: unknown config format '{path.suffix}'; use .yaml, .yml or .toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
-    return config_from_dict(data or {}, where=str(path))
+    config = config_from_dict(data or {}, where=str(path))
+    config.source = str(path)
+    return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)

@@ -16,12 +16,13 @@ from typing import Any, Callable
 from tqdm.auto import tqdm
 
 from alkit.data import Dataset
-from alkit.errors import ConfigError
+from alkit.errors import ConfigError, RunStoreError
 from alkit.loop.config import ExperimentConfig, strategy_specs
 from alkit.loop.executors import Executor, LocalExecutor, make_executor
 from alkit.loop.oracle import Oracle
 from alkit.loop.run_folder import RunFolder
 from alkit.loop.units import ModelSpec, Unit, UnitRunner, load_spec
+from alkit.models.reference_cnn import check_input_shape
 from alkit.storage.run_store import RunStore
 
 __all__ = ["Experiment", "ModelSpec", "RunResult", "RunStore"]
@@ -64,7 +65,9 @@ class Experiment:
         loaded = {}
         for spec in self.config.datasets:
             ds = self.preloaded.get(spec.key) or load_spec(spec, self.progress)
-            self.config.check_pool_size(spec.key, len(ds.y_train))
+            self.config.check_pool_size(spec.key, len(ds.y_train), self.config.source)
+            if self.model_spec is None:
+                check_input_shape(ds.image_shape, f"{self.config.source}: dataset '{spec.key}'")
             loaded[spec.key] = ds
         return loaded
 
@@ -86,7 +89,18 @@ class Experiment:
                                   "in one process (executor local, workers 1)") from None
         return runner
 
+    def check_out_dir(self) -> None:
+        """Refuse a run folder that would overwrite what a user owns: a file, or a non-empty folder that
+        is not an alkit run folder."""
+        out = self.out_dir
+        if out.exists() and not out.is_dir():
+            raise RunStoreError(f"{out}: is a file, not a run folder; choose another --out")
+        if out.is_dir() and not (out / "runs.sqlite").is_file() and any(out.iterdir()):
+            raise RunStoreError(f"{out}: this folder holds files but no runs.sqlite, so it is not an alkit run "
+                                "folder; nothing was changed: choose an empty or new --out")
+
     def run(self) -> RunResult:
+        self.check_out_dir()
         datasets = self.loaded = self.load_datasets()
         runner = self._runner()
         self.out_dir.mkdir(parents=True, exist_ok=True)

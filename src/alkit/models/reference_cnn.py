@@ -18,11 +18,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from alkit.errors import DatasetError
 from alkit.models.seeded import SeededDropout
 
 
 def _conv_out(size: int, n_convs: int) -> int:
     return size - 2 * n_convs
+
+
+def check_input_shape(shape: tuple[int, int, int], where: str) -> None:
+    """Refuse images too small for the reference CNN (two 3x3 convolutions, a 2x2 pool, two more)."""
+    h, w, _ = shape
+    if _conv_out(_conv_out(h, 2) // 2, 2) < 1 or _conv_out(_conv_out(w, 2) // 2, 2) < 1:
+        raise DatasetError(f"{where}: images are {h}x{w}, too small for the reference CNN (it needs at least "
+                           "14x14); resize them (--image-size for a folder) or pass your own model")
 
 
 class ReferenceCNN(nn.Module):

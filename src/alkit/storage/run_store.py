@@ -53,13 +53,20 @@ def _unblob(blob: bytes) -> np.ndarray:
 class RunStore:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        if self.path.exists() and not self.path.is_file():
+            raise RunStoreError(f"{self.path}: is a folder, not a run store; remove it or choose another --out")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # Worker processes (ExperimentConfig.workers) commit to the same file; WAL lets them, and the
-        # timeout waits out another process's commit instead of failing.
+        # WAL lets readers (alkit report) see committed rounds while the driver writes; the timeout waits
+        # out another connection's commit instead of failing.
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=120)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise RunStoreError(f"{self.path}: not an alkit run store ({exc}); it was left unchanged: move it "
+                                "away or choose another --out") from None
 
     def close(self) -> None:
         self._db.close()

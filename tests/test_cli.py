@@ -27,7 +27,7 @@ def test_model_summary(capsys: pytest.CaptureFixture) -> None:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--strategies", "random,bald"], "strategy 'bald' is unknown"),
+    (["run", "--strategies", "random,bold"], "strategy 'bold' is unknown"),
     (["run", "--dataset", "npz"], "dataset 'npz' needs a path"),
     (["run", "--dataset", "npz", "--data-dir", "/nonexistent.npz"], "/nonexistent.npz: no such file"),
     (["experiment", "/nonexistent.yaml"], "/nonexistent.yaml: cannot read config"),

@@ -19,7 +19,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine", init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
-        imbalance: Any = None, data_dir: str | None = None, full_data: str = "first-seed",
+        imbalance: Any = None, data_dir: str | None = None, image_size: tuple[int, int] | None = None,
+        full_data: str = "first-seed",
         out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, executor: str = "local",
         ray_address: str | None = None, cpus_per_unit: float = 1.0, gpus_per_unit: float = 0.0,
         progress: bool = True, report: bool = True) -> RunResult:
@@ -38,7 +39,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     """
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     config = ExperimentConfig(
-        datasets=[DatasetSpec(name=n, data_dir=data_dir, imbalance=imbalance) for n in names],
+        datasets=[DatasetSpec(name=n, data_dir=data_dir, imbalance=imbalance,
+                              options={"image_size": list(image_size)} if image_size else {}) for n in names],
         strategies=list(strategies), seeds=[int(s) for s in seeds],
         loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
                         initial_set=initial_set),

@@ -45,6 +45,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="local dataset folder or file (the only place looked at when given); "
                                       "the image root for 'folder', the file for 'npz'")
     g.add_argument("--imbalance", help="imbalance protocol for the training set, e.g. step:10 or exponential:100")
+    g.add_argument("--image-size", type=_size, help="folder datasets: resize every image to WxH, e.g. 64x64 "
+                                                   "(default: keep the size, which must then be the same for all)")
     g = p.add_argument_group("active learning")
     g.add_argument("--strategies", default="random,margin",
                    help=f"comma-separated: {', '.join(strategy_names())}, or module:Class; parameters follow as "
@@ -213,7 +215,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
-        warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, full_data=args.full_data,
+        warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,
+        full_data=args.full_data,
         out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
         cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, progress=not args.quiet,
         report=not args.no_report)
@@ -264,7 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(handler(args) or 0)
     except AlkitError as exc:
-        print(f"alkit: error: {exc}", file=sys.stderr)
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"alkit: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("alkit: interrupted; finished rounds are saved, run the same command again to resume", file=sys.stderr)

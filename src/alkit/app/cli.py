@@ -7,10 +7,42 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from alkit.errors import ConfigError
+from alkit.errors import AlkitError, ConfigError
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
                 "token", "lease_seconds", "import_csv", "import_folders", "min_labels"}
+# (type, smallest allowed value) of each option that is a number; None: no lower bound
+_NUMBERS: dict[str, tuple[type, float | None]] = {
+    "retrain_every": (int, 1), "budget": (int, 1), "epochs": (int, 1), "port": (int, 1), "min_labels": (int, 2),
+    "lease_seconds": (float, 1),
+}
+_STRINGS = ("db", "strategy", "host", "token", "import_csv")
+
+
+def _check_options(opts: dict[str, Any], where: str) -> None:
+    """Every project option of the right type and range, before anything is created."""
+    for key, (kind, low) in _NUMBERS.items():
+        if key not in opts:
+            continue
+        value = opts[key]
+        ok = isinstance(value, (int, float) if kind is float else int) and not isinstance(value, bool)
+        if not ok or (low is not None and value < low):
+            rule = "an integer" if kind is int else "a number"
+            raise ConfigError(f"{where}: {key} = {value!r} must be {rule} >= {low:g}")
+    if "port" in opts and opts["port"] > 65535:
+        raise ConfigError(f"{where}: port = {opts['port']} must be a TCP port, 1 to 65535")
+    for key in _STRINGS:
+        if key in opts and not isinstance(opts[key], str):
+            raise ConfigError(f"{where}: {key} = {opts[key]!r} must be a string")
+    if "import_folders" in opts and not isinstance(opts["import_folders"], bool):
+        raise ConfigError(f"{where}: import_folders = {opts['import_folders']!r} must be true or false")
+    if "strategy" in opts:
+        from alkit.strategies import StrategySpec
+
+        try:
+            StrategySpec.parse(opts["strategy"]).build()
+        except AlkitError as exc:
+            raise ConfigError(f"{where}: strategy: {exc}") from None
 
 
 def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,18 +84,25 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         unknown = sorted(set(data) - PROJECT_KEYS)
         if unknown:
             raise ConfigError(f"{path}: unknown field(s) {unknown}; allowed: {sorted(PROJECT_KEYS)}")
+        _check_options(data, str(path))
         opts.update(data)
-    for key in PROJECT_KEYS:
-        value = getattr(args, key, None)
-        if value not in (None, False):
-            opts[key] = value
+    given = {key: getattr(args, key) for key in PROJECT_KEYS
+             if getattr(args, key, None) is not None and getattr(args, key) is not False}
+    _check_options(given, "alkit label " + ", ".join(f"--{k.replace('_', '-')}" for k in given))
+    opts.update(given)
     if isinstance(opts.get("classes"), str):
         opts["classes"] = [c.strip() for c in opts["classes"].split(",") if c.strip()]
+    elif "classes" in opts and not (isinstance(opts["classes"], list)
+                                    and all(isinstance(c, str) for c in opts["classes"])):
+        raise ConfigError(f"classes = {opts['classes']!r} must be a list of names or a comma-separated string")
     size = opts.get("image_size", "32x32")
     try:
         w, h = (int(v) for v in str(size).lower().split("x")) if isinstance(size, str) else size
-    except ValueError:
+    except (ValueError, TypeError):
         raise ConfigError(f"--image-size: '{size}' is not WxH, e.g. 32x32") from None
+    if not (14 <= w <= 1024 and 14 <= h <= 1024):
+        raise ConfigError(f"--image-size: {w}x{h} must be between 14x14 (the reference CNN's smallest) and "
+                          "1024x1024")
     opts["image_size"] = (w, h)
     return opts
 
@@ -81,7 +120,10 @@ def run_label(args: argparse.Namespace) -> int:
     if args.target == "export":
         if not args.root:
             raise ConfigError("usage: alkit label export ROOT [--db DB] [--out DIR]")
-        project = LabelProject(args.root, opts.get("classes"), opts.get("db"))
+        if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+            raise ConfigError(f"{args.out}: is a file; export writes a folder (labels.csv, labels.json, "
+                              "predictions.csv): pass another --out")
+        project = LabelProject(args.root, opts.get("classes"), opts.get("db"), create=False)
         paths = project.export(args.out or Path(args.root) / "alkit-export")
         for p in paths.values():
             print(p)

@@ -334,7 +334,10 @@ class LabelProject:
         return n
 
     def import_csv(self, path: str | Path) -> int:
-        """Import ``file,label`` rows (file relative to the project folder); validated as a whole first."""
+        """Import ``file,label`` rows (file relative to the project folder); validated as a whole first.
+
+        Idempotent: a row whose image already has that label is skipped, so importing the same file twice
+        adds nothing. Returns the number of labels added."""
         path = Path(path)
         try:
             text = path.read_text(encoding="utf-8-sig")
@@ -355,13 +358,18 @@ class LabelProject:
             if image is None:
                 raise LabelingError(f"{path}: line {line}: file '{file}' is not an image of this project")
             rows.append((image["id"], label))
-        for image_id, label in rows:
+        current = self.current_labels()
+        added = [(i, label) for i, label in rows if current.get(i) != label]
+        for image_id, label in added:
             self.add_label(image_id, label, f"import:{path.name}")
-        return len(rows)
+        return len(added)
 
     def export(self, out_dir: str | Path) -> dict[str, Path]:
         """Write labels.csv, labels.json and predictions.csv (latest model, unlabeled images)."""
         out_dir = Path(out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise LabelingError(f"{out_dir}: is a file; export writes a folder (labels.csv, labels.json, "
+                                "predictions.csv): pass another --out")
         out_dir.mkdir(parents=True, exist_ok=True)
         rows = [r for r in self.label_rows() if not r["undone"]]
         paths = {"labels_csv": out_dir / "labels.csv", "labels_json": out_dir / "labels.json",

@@ -65,7 +65,11 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             missing = [k for k in REQUIRED if k not in z.files]
             if missing:
                 raise DatasetError(f"{path}: missing field(s) {missing}; an npz dataset needs {list(REQUIRED)}")
-            return {k: z[k] for k in (*REQUIRED, "classes") if k in z.files}
+            arrays = {k: z[k] for k in (*REQUIRED, "classes") if k in z.files}
+        not_arrays = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+        if not_arrays:
+            raise DatasetError(f"{path}: member(s) {not_arrays} are not NumPy arrays; write the file with np.savez")
+        return arrays
     except DatasetError:
         raise
     except ValueError as exc:
@@ -73,7 +77,7 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             raise DatasetError(f"{path}: a field holds Python objects, which alkit does not load; store numeric "
                                "arrays (and classes as a string array, np.array(names))") from None
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError, AttributeError, TypeError) as exc:
         raise DatasetError(f"{path}: not a readable .npz file ({exc})") from None
 
 

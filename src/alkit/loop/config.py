@@ -288,8 +288,12 @@ def load_config(path: str | Path) -> ExperimentConfig:
             data = yaml.load(text, Loader=_UniqueKeyLoader)
         else:
             raise ConfigError(f"{path}: unknown config format '{path.suffix}'; use .yaml, .yml or .toml")
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from exc
+        raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {exc}") from None
     config = config_from_dict(data or {}, where=str(path))
     config.source = str(path)
     return config

@@ -37,6 +37,9 @@ class QueryStrategy(ABC):
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
         """Up to ``k`` entries of ``ctx.candidates`` (dataset indices), most informative first."""
 
+    def check(self) -> None:
+        """Raise :class:`StrategyError` for bad parameters; called when a run is configured, before any work."""
+
     def params(self) -> dict[str, Any]:
         """The constructor's parameters and their current values (part of a run's fingerprint)."""
         sig = inspect.signature(type(self).__init__)

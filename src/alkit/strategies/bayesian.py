@@ -83,8 +83,12 @@ class BALD(ScoreBasedStrategy):
     def __init__(self, samples: int = 20) -> None:
         self.samples = samples
 
+    def check(self) -> None:
+        _check_samples(self.samples)
+
     def scores(self, ctx: QueryContext) -> np.ndarray:
-        return bald_scores(mc_probs(ctx.mc_logits(_check_samples(self.samples))))
+        self.check()
+        return bald_scores(mc_probs(ctx.mc_logits(self.samples)))
 
 
 @register_strategy
@@ -98,9 +102,13 @@ class BatchBALD(QueryStrategy):
         self.samples = samples
         self.num_configs = num_configs
 
+    def check(self) -> None:
+        _check_samples(self.samples)
+        if not isinstance(self.num_configs, int) or isinstance(self.num_configs, bool) or self.num_configs < 1:
+            raise StrategyError(f"batchbald: num_configs={self.num_configs!r} must be an integer >= 1")
+
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
         check_query_args(ctx, k)
-        if not isinstance(self.num_configs, int) or self.num_configs < 1:
-            raise StrategyError(f"batchbald: num_configs={self.num_configs!r} must be an integer >= 1")
-        probs = mc_probs(ctx.mc_logits(_check_samples(self.samples)))
+        self.check()
+        probs = mc_probs(ctx.mc_logits(self.samples))
         return ctx.candidates[batchbald_select(probs, k, ctx.rng, self.num_configs)]

@@ -107,10 +107,13 @@ class CoreSet(QueryStrategy):
     def __init__(self, chunk: int = 4096) -> None:
         self.chunk = chunk
 
+    def check(self) -> None:
+        if not isinstance(self.chunk, int) or isinstance(self.chunk, bool) or self.chunk < 1:
+            raise StrategyError(f"coreset: chunk={self.chunk!r} must be a positive integer")
+
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
         check_query_args(ctx, k)
-        if not isinstance(self.chunk, int) or self.chunk < 1:
-            raise StrategyError(f"coreset: chunk={self.chunk!r} must be a positive integer")
+        self.check()
         chosen = kcenter_greedy(ctx.embeddings(), ctx.labeled_embeddings(), k, ctx.rng, self.chunk)
         return ctx.candidates[chosen]
 

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from alkit.errors import StrategyError
-from alkit.strategies.base import QueryStrategy, get_strategy
+from alkit.strategies.base import QueryStrategy, get_strategy, strategy_names
 
 _SCALARS = (bool, int, float, str)
 
@@ -66,6 +66,9 @@ class StrategySpec:
                 params[key] = _value(value)
         if not name:
             raise StrategyError(f"strategy '{text}': no strategy name before the parameters")
+        if first == len(parts) and ":" in name and parts[0] in strategy_names():
+            raise StrategyError(f"strategy '{text}': '{parts[1]}' is not key=value (parameters follow the name, "
+                                f"e.g. {parts[0]}:key=value)")
         return cls(name, tuple(sorted(params.items())), label)
 
     @classmethod
@@ -94,4 +97,7 @@ class StrategySpec:
         return text
 
     def build(self) -> QueryStrategy:
-        return get_strategy(self.name, **dict(self.params))
+        """The strategy, its parameters checked."""
+        strategy = get_strategy(self.name, **dict(self.params))
+        strategy.check()
+        return strategy

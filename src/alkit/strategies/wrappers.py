@@ -76,12 +76,16 @@ class ClassBalanced(_Wrapper):
     def requires(self) -> frozenset[str]:  # type: ignore[override]
         return self.inner.requires | {LOGITS}
 
-    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
+    def check(self) -> None:
+        self.inner.check()
         if self.mode not in BALANCE_MODES:
             raise StrategyError(f"class-balanced: mode '{self.mode}' is unknown; choose {', '.join(BALANCE_MODES)}")
-        if not isinstance(self.oversample, int) or self.oversample < 1:
+        if not isinstance(self.oversample, int) or isinstance(self.oversample, bool) or self.oversample < 1:
             raise StrategyError(f"class-balanced: oversample={self.oversample!r} must be an integer >= 1")
+
+    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
+        check_query_args(ctx, k)
+        self.check()
         n = len(ctx.candidates)
         k = min(k, n)
         if k == 0:
@@ -108,10 +112,14 @@ class Subsample(_Wrapper):
         self.base = base
         self.size = size
 
+    def check(self) -> None:
+        self.inner.check()
+        if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
+            raise StrategyError(f"subsample: size={self.size!r} must be a positive integer")
+
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
         check_query_args(ctx, k)
-        if not isinstance(self.size, int) or self.size < 1:
-            raise StrategyError(f"subsample: size={self.size!r} must be a positive integer")
+        self.check()
         n = len(ctx.candidates)
         if self.size >= n:
             return self.inner.query(ctx, k)

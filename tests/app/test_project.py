@@ -20,6 +20,9 @@ def test_new_project_needs_classes_and_keeps_them(photos) -> None:
     root, _ = photos
     with pytest.raises(LabelingError, match="a new project needs --classes"):
         LabelProject(root)
+    with pytest.raises(LabelingError, match="at least two classes"):
+        LabelProject(root, ["coat"])
+    assert not (root / ".alkit-labels.sqlite").exists()  # a refused start leaves nothing behind
     p = _project(root)
     assert p.n_images() == 200 and (root / ".alkit-labels.sqlite").exists()
     assert LabelProject(root).classes == CLASSES
@@ -71,6 +74,7 @@ def test_import_csv_validation(photos, tmp_path: Path) -> None:
     good = tmp_path / "good.csv"
     good.write_text("file,label\nimg_0000.png,coat\nimg_0001.png,bag\n")
     assert p.import_csv(good) == 2 and p.counts()["coat"] == 1
+    assert p.import_csv(good) == 0 and p.counts()["coat"] == 1  # importing the same file again adds nothing
     for text, message in [
         ("name,label\nimg_0002.png,coat\n", "line 1: header must have the columns 'file' and 'label'"),
         ("file,label\nimg_0002.png,cow\n", "line 2: unknown class 'cow'"),

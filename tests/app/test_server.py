@@ -100,3 +100,49 @@ def test_kill_9_loses_no_acknowledged_label_and_keeps_the_queue(photos, server_f
     assert stored == acked
     again = _post(s2.url, "/api/lease", {"annotator": "a", "n": 5}).json()["items"]
     assert [i["image_id"] for i in again] == [i["image_id"] for i in items[15:20]]  # leases survive too
+
+
+@pytest.mark.parametrize("path, body", [
+    ("/api/label", {"annotator": "a", "image_id": 2**63, "label": "coat"}),
+    ("/api/label", {"annotator": "a", "image_id": -1, "label": "coat"}),
+    ("/api/skip", {"annotator": "a", "image_id": 2**64}),
+    ("/api/lease", {"annotator": "a", "n": 2, "refresh": True, "keep": [2**63]}),
+    ("/api/label", {"annotator": "a", "image_id": 1, "label": "coat", "lease_id": "x" * 1000}),
+    ("/api/label", {"annotator": "a", "image_id": 1, "label": "c" * 5000}),
+    ("/api/lease", {"annotator": "a" * 101}),
+])
+def test_out_of_range_ids_and_long_fields_get_422_not_500(photos, server_factory, path: str, body: dict) -> None:
+    s = server_factory(photos[0])
+    r = _post(s.url, path, body)
+    assert r.status_code == 422, r.text
+    assert "detail" in r.json()
+    assert _post(s.url, "/api/lease", {"annotator": "a", "n": 1}).status_code == 200  # still serving
+
+
+def test_request_bodies_are_capped(photos, server_factory) -> None:
+    s = server_factory(photos[0])
+    huge = httpx.post(s.url + "/api/label", content=b'{"annotator": "a", "image_id": 1, "label": "coat", '
+                      b'"lease_id": "' + b"x" * (50 * 2**20) + b'"}', headers={"content-type": "application/json"},
+                      timeout=60)
+    assert huge.status_code == 413 and "over 65536 bytes" in huge.json()["detail"]
+    with sqlite3.connect(photos[0] / ".alkit-labels.sqlite") as con:
+        assert con.execute("SELECT COUNT(*) FROM labels").fetchone() == (0,)
+
+
+def test_an_image_whose_header_claims_a_huge_size_is_marked_corrupt_and_skipped(photos, server_factory) -> None:
+    from tests.test_bad_inputs import _png_claiming
+
+    root = photos[0]
+    _png_claiming(root / "img_0000.png", 100_000, 100_000)
+    s = server_factory(root)
+    served = []
+    for _ in range(5):
+        r = _post(s.url, "/api/lease", {"annotator": "a", "n": 50})
+        assert r.status_code == 200
+        served += [i["path"] for i in r.json()["items"]]
+        for item in r.json()["items"]:
+            _post(s.url, "/api/skip", {"annotator": "a", "image_id": item["image_id"]})
+    assert "img_0000.png" not in served and len(served) > 50
+    with sqlite3.connect(root / ".alkit-labels.sqlite") as con:
+        corrupt, error = con.execute("SELECT corrupt, error FROM images WHERE path='img_0000.png'").fetchone()
+    assert corrupt == 1 and "over the limit" in error

@@ -26,7 +26,7 @@ import alkit
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.models import ReferenceCNN
 from alkit.models.seeded import init_weights
-from alkit.strategies import PoolPrediction, get_strategy
+from alkit.strategies import ModelOutputs, QueryContext, get_strategy
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
@@ -38,7 +38,16 @@ CPU = torch.device("cpu")
 def alkit_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> np.ndarray:
     fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
     logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_for(CPU))
-    return get_strategy(strategy).query(PoolPrediction(logits), pool, k, np.random.default_rng(0))
+    return select(strategy, logits, ds, labeled, pool, k)
+
+
+def select(strategy: str, logits: np.ndarray, ds, labeled: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
+    """alkit's selection of ``k`` among ``pool`` from the pool's logits, as the loop calls it."""
+    labels = np.full(len(ds.y_train), -1)
+    labels[labeled] = ds.y_train[labeled]
+    ctx = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0),
+                       ModelOutputs.from_arrays(pool, logits))
+    return get_strategy(strategy).query(ctx, k)
 
 
 def baal_round(model: nn.Module, x: torch.Tensor, y: torch.Tensor, labeled, k, strategy, cfg):
@@ -132,8 +141,8 @@ def main() -> None:
     trained.eval()
     agreement = []
     for strategy in ("margin", "entropy"):
-        ours = set(get_strategy(strategy).query(PoolPrediction(predict_logits(trained, ds.x_train, pool, norm, CPU, "fp32")),
-                                                pool, args.query, np.random.default_rng(0)).tolist())
+        ours = set(select(strategy, predict_logits(trained, ds.x_train, pool, norm, CPU, "fp32"), ds, labeled, pool,
+                          args.query).tolist())
         theirs_baal = set(baal_select(trained, x_t, y_t, labeled, args.query, strategy, 64).tolist())
         idx, _ = modal_learner(trained, x_np, y_np, labeled, strategy, cfg, train=False).query(x_np[pool], n_instances=args.query)
         theirs_modal = set(pool[np.asarray(idx)].tolist())

@@ -6,8 +6,8 @@ with ``workers=N`` into fresh folders, and reports both wall times, the ratio, a
 runs' rounds agree (accuracy, F1 and the queried images of every round). The one-process run keeps
 all CPU threads, which is the fair speed baseline. On a GPU the processes share the device and the
 rounds must agree exactly; on a CPU each worker has threads // N threads, float sums differ with the
-thread count, so the CPU report gives the largest F1 difference instead (tests/loop/test_parallel.py
-checks exact agreement at equal threads). The Ray run (a local Ray, started and timed before it, with
+thread count, so the CPU report gives the largest F1 difference instead (tests/loop/test_parallel.py and
+tests/loop/test_ray.py check exact agreement at equal threads). The Ray run (a local Ray, started and timed before it, with
 threads // N CPUs per unit) has the worker processes' threads per unit, so those two must agree
 exactly on every device; the difference in their wall times, per unit, is Ray's overhead.
 

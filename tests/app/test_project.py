@@ -114,6 +114,22 @@ def test_export_and_predictions(photos, tmp_path: Path) -> None:
     assert '"classes"' in paths["labels_json"].read_text()
 
 
+@pytest.mark.parametrize("strategy", ["badge", "bald:samples=4", "class-balanced:base=coreset"])
+def test_the_app_queries_through_the_engines_strategies(photos, strategy: str) -> None:
+    root, truth = photos
+    p = _project(root)
+    for name, y in list(truth.items())[:40]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
+    r = Retrainer(p, strategy, image_size=(28, 28), retrain_every=5, train=TrainConfig(epochs=1), min_labels=10)
+    assert r.train_once() == 1
+    pool, holdout = p.unlabeled_ids()
+    queue = p.queue(len(pool) + len(holdout))
+    assert sorted(queue) == sorted(pool + holdout)  # every unlabeled image is queued once
+    assert p.models()[0]["strategy"] == strategy
+    if not r.strategy.ranks:
+        assert r.batch_size() == 10
+
+
 def test_queue_interleaves_random_holdout() -> None:
     q = interleave_holdout(list(range(10)), [100, 101], np.random.default_rng(0), every=5)
     assert q[4] in (100, 101) and q[9] in (100, 101) and [i for i in q if i < 100] == list(range(10))

@@ -1,4 +1,4 @@
-"""Fitting a classifier on the labeled images and predicting on the pool.
+"""Fitting a classifier on the labeled images (predictions are in :mod:`alkit.training.inference`).
 
 Images stay uint8 N x H x W x C in memory (or a memmap) and are converted batch by
 batch, so pools larger than RAM stream through. Randomness comes only from the

@@ -197,7 +197,11 @@ def _cmd_model(args: argparse.Namespace) -> int:
 
 
 def _finish(result: object) -> int:
+    from alkit.reporting.terminal import print_summary
+
     out = result.out_dir
+    if result.rows:
+        print_summary(result.rows, result.full_data)
     print(f"rounds: {out / 'rounds.csv'}")
     if getattr(result, "report_path", None):
         print(f"report: {result.report_path}")

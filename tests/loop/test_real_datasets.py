@@ -30,7 +30,8 @@ def test_run_on_real_dataset(dataset: str, data: Path, tmp_path: Path) -> None:
         for col in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"):
             assert 0.0 <= float(r[col]) <= 1.0
         assert float(r["accuracy"]) > 0.12  # above chance (0.10) after 10 epochs (40+ steps) on 200+ labels
-        assert float(r["train_seconds"]) > 0 and float(r["score_seconds"]) >= 0 and float(r["select_seconds"]) >= 0
+        assert float(r["score_seconds"]) >= 0 and float(r["select_seconds"]) >= 0
+        assert (float(r["train_seconds"]) > 0) == (r["round"] != "0" or r["strategy"] == "random")  # random trains first
     entropy_r0 = next(r for r in rows if r["strategy"] == "entropy" and r["round"] == "0")
     random_r0 = next(r for r in rows if r["strategy"] == "random" and r["round"] == "0")
     assert float(entropy_r0["score_seconds"]) > 0 and float(random_r0["score_seconds"]) == 0

@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from tqdm.auto import tqdm
-
 from alkit.data import Dataset
 from alkit.errors import ConfigError, RunStoreError
 from alkit.loop.config import ExperimentConfig, strategy_specs
 from alkit.loop.executors import Executor, LocalExecutor, make_executor
 from alkit.loop.oracle import Oracle
+from alkit.loop.progress import progress_bar
 from alkit.loop.run_folder import RunFolder
 from alkit.loop.units import ModelSpec, Unit, UnitRunner, load_spec
 from alkit.models.reference_cnn import check_input_shape
@@ -110,13 +109,13 @@ class Experiment:
                 self._reopen_rounds(store, datasets)
                 store.save_config(fingerprint)
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
+            store.save_classes({key: list(ds.classes) for key, ds in datasets.items()})
             units = self.units()
             per_seed = len(self.labels) * (self.config.loop.n_rounds() + 1)
             total = sum(1 if u.full_data else per_seed for u in units)
             folder = RunFolder(self.out_dir, store, self.labels)
             warm = self.config.train.warm_start
-            with tqdm(total=total, initial=store.count(), desc="alkit", unit="round", disable=not self.progress,
-                      dynamic_ncols=True) as bar:
+            with progress_bar(total, store.count(), self.progress) as bar:
                 self.executor.run(runner, units, folder, lambda u: folder.resume(u, warm), bar)
             store.export_csv(self.out_dir / "rounds.csv")
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})

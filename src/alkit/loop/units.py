@@ -224,10 +224,12 @@ class UnitRunner:
                 labeled = pool.labeled
                 reuse = hashlib.sha1(labeled.tobytes()).hexdigest() if (r == 0 or not warm) else None
                 trained = shared.get(reuse) if reuse else None
+                train_seconds = 0.0  # a model shared with an earlier strategy of the round was charged to it
                 if trained is None:
                     say(desc, "train")
                     start = copy.deepcopy(models[name]) if warm and models[name] is not None else None
                     trained = self._train_eval(ds, norm, labels[name], labeled, seed, r, start, device, precision)
+                    train_seconds = trained.train_seconds
                     if reuse:
                         shared[reuse] = trained
                 queried = np.zeros(0, dtype=np.int64)
@@ -260,7 +262,7 @@ class UnitRunner:
                     labels[name][queried] = oracle.label(queried)
                 row = {"dataset": key, "strategy": name, "seed": seed, "round": r, "n_labeled": len(labeled),
                        **trained.metrics,
-                       "train_seconds": trained.train_seconds, "score_seconds": score_seconds,
+                       "train_seconds": train_seconds, "score_seconds": score_seconds,
                        "select_seconds": select_seconds, "train_loss": trained.train_loss,
                        "precision_used": precision, "n_candidates": n_candidates,
                        "query_hist": np.bincount(labels[name][queried], minlength=ds.num_classes).tolist()}

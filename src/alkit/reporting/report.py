@@ -48,6 +48,20 @@ def _diff_table(rows: list[dict[str, Any]], dataset: str) -> list[list[str]]:
     return out
 
 
+def _queried_per_class(rows: list[dict[str, Any]], dataset: str,
+                       classes: list[str] | None) -> tuple[list[str], list[list[str]]]:
+    totals: dict[str, np.ndarray] = {}
+    for r in rows:
+        if r["dataset"] == dataset and r.get("query_hist"):
+            hist = np.asarray(r["query_hist"])
+            totals[r["strategy"]] = totals.get(r["strategy"], np.zeros_like(hist)) + hist
+    if not totals:
+        return [], []
+    n = len(next(iter(totals.values())))
+    names = classes if classes and len(classes) == n else [str(i) for i in range(n)]
+    return ["strategy", *names], [[s, *(f"{int(v):,}" for v in t)] for s, t in totals.items()]
+
+
 def write_report(run_dir: str | Path, classes: dict[str, list[str]] | None = None) -> Path:
     """Build ``report.html`` and ``report.md`` (and figures under ``figures/``) from a run folder."""
     run_dir = Path(run_dir)
@@ -56,9 +70,10 @@ def write_report(run_dir: str | Path, classes: dict[str, list[str]] | None = Non
         raise RunStoreError(f"{run_dir}: no runs.sqlite here; is this an alkit run folder?")
     with RunStore(db) as store:
         rows, full, config = store.rounds(), store.full_data(), store.config() or {}
+        stored_classes = store.classes()
     if not rows:
         raise RunStoreError(f"{db}: the run has no finished rounds yet")
-    classes = classes or {}
+    classes = {**stored_classes, **(classes or {})}
     fig_dir = run_dir / "figures"
     fig_dir.mkdir(exist_ok=True)
     datasets = sorted({r["dataset"] for r in rows})
@@ -101,8 +116,16 @@ def write_report(run_dir: str | Path, classes: dict[str, list[str]] | None = Non
         paths = query_histogram(rows, ds, classes.get(ds), fig_dir / f"{safe}-query-histogram")
         md += [f"![query histogram](figures/{paths[0].name})", ""]
         body.append(_img(paths[0]))
+        qh, qrows = _queried_per_class(rows, ds, classes.get(ds))
+        if qrows:
+            md += ["Labels queried per class, summed over seeds and rounds:", "", "| " + " | ".join(qh) + " |",
+                   "|" + "---|" * len(qh)] + ["| " + " | ".join(r) + " |" for r in qrows] + [""]
+            body.append("<h3>Labels queried per class</h3>" + _html_table(qh, qrows))
         timing = _timing(rows, ds)
-        md += ["Mean seconds per round:", "", "| strategy | train | score | select |", "|---|---|---|---|"]
+        md += ["Mean seconds per round. Work shared by strategies that use the same trained model (always round "
+               "0) is recorded once, charged to the first strategy that did it: its training, and each model "
+               "output (score) it computed.", "",
+               "| strategy | train | score | select |", "|---|---|---|---|"]
         md += [f"| {s} | {t:.2f} | {sc:.2f} | {se:.4f} |" for s, t, sc, se in timing] + [""]
         body.append("<h3>Mean seconds per round</h3>" + _html_table(
             ["strategy", "train", "score", "select"], [[s, f"{t:.2f}", f"{sc:.2f}", f"{se:.4f}"] for s, t, sc, se in timing]))

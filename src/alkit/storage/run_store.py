@@ -112,6 +112,14 @@ class RunStore:
     def save_config(self, config: dict[str, Any]) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES ('config', ?)", (json.dumps(config, sort_keys=True),))
 
+    def save_classes(self, classes: dict[str, list[str]]) -> None:
+        """Class names per dataset, so a report rebuilt later from the folder alone can name them."""
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES ('classes', ?)", (json.dumps(classes, sort_keys=True),))
+
+    def classes(self) -> dict[str, list[str]]:
+        row = self._db.execute("SELECT value FROM meta WHERE key='classes'").fetchone()
+        return json.loads(row[0]) if row else {}
+
     def config(self) -> dict[str, Any] | None:
         row = self._db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
         return json.loads(row[0]) if row else None

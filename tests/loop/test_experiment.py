@@ -154,28 +154,34 @@ def _rounds_committed(db: Path) -> int:
         return 0
 
 
-def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_path: Path) -> None:
-    args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
-            "--strategies", "random,bald:samples=5,badge", "--seeds", "0,1", "--initial", "40", "--query", "30",
-            "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+def kill_mid_run_then_resume(args: list[str], env: dict[str, str], tmp_path: Path, at_least: int,
+                             total: int) -> list[dict[str, str]]:
+    """Run ``args`` once uninterrupted; once SIGKILLed after ``at_least`` committed rounds, then again to
+    finish. Asserts both runs' rounds.csv agree and returns the resumed one's rows."""
     subprocess.run(args + ["--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while _rounds_committed(killed / "runs.sqlite") < 4 and time.time() < deadline and proc.poll() is None:
+    deadline = time.time() + 180
+    while _rounds_committed(killed / "runs.sqlite") < at_least and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     assert proc.poll() is None, "the run finished before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = _rounds_committed(killed / "runs.sqlite")
-    assert 4 <= done < 30
+    assert at_least <= _rounds_committed(killed / "runs.sqlite") < total
     out = subprocess.run(args + ["--out", str(killed)], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     _assert_same_results(tmp_path / "ref" / "rounds.csv", killed / "rounds.csv")
-    assert len(_csv(killed / "rounds.csv")) == 30
-    assert {r["strategy"] for r in _csv(killed / "rounds.csv")} == {"random", "bald:samples=5", "badge"}
+    rows = _csv(killed / "rounds.csv")
+    assert len(rows) == total
+    return rows
 
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_path: Path) -> None:
+    args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
+            "--strategies", "random,bald:samples=5,badge", "--seeds", "0,1", "--initial", "40", "--query", "30",
+            "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q"]
+    rows = kill_mid_run_then_resume(args, {**os.environ, "OMP_NUM_THREADS": "1"}, tmp_path, 4, 30)
+    assert {r["strategy"] for r in rows} == {"random", "bald:samples=5", "badge"}
 
 
 def test_field_strategies_share_one_round_zero_model_and_two_settings_run_side_by_side(small_npz: Path,

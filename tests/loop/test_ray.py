@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from alkit.errors import StrategyError
 from alkit.strategies import ScoreBasedStrategy
 from alkit.strategies.scores import margin_scores
 from tests.conftest import REPO
-from tests.loop.test_experiment import FAST, _assert_same_results, _csv, _rounds_committed
+from tests.loop.test_experiment import FAST, _assert_same_results, kill_mid_run_then_resume
 
 ray = pytest.importorskip("ray")
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -103,22 +102,7 @@ def test_driver_sigkill_then_rerun_resumes_to_the_uninterrupted_result(cluster: 
             "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q",
             "--executor", "ray", "--ray-address", cluster]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    subprocess.run(args + ["--out", str(tmp_path / "ref")], check=True, env=env, capture_output=True)
-    killed = tmp_path / "killed"
-    proc = subprocess.Popen(args + ["--out", str(killed)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while _rounds_committed(killed / "runs.sqlite") < 6 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    done = _rounds_committed(killed / "runs.sqlite")
-    assert 6 <= done < 30
-    out = subprocess.run(args + ["--out", str(killed)], env=env, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    _assert_same_results(tmp_path / "ref" / "rounds.csv", killed / "rounds.csv")
-    assert len(_csv(killed / "rounds.csv")) == 30
+    kill_mid_run_then_resume(args, env, tmp_path, 6, 30)
 
 
 def test_ray_is_not_imported_unless_chosen(small_npz: Path, tmp_path: Path) -> None:

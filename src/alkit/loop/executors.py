@@ -14,7 +14,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue as queue_module
-import time
 from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool

@@ -16,6 +16,7 @@ DEMO = dict(dataset="fashion-mnist", strategies=("random", "margin"), seeds=(0,)
 def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str] = ("random", "margin"),
         seeds: Sequence[int] = (0,), *, initial: int = 1000, query: int = 1000, rounds: int | None = None,
         budget: int | None = None, candidates: int | None = None, initial_set: str = "random",
+        embedder: Any = None,
         epochs: int = 10, batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine", init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
@@ -31,6 +32,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     Re-running with the same arguments and ``out`` resumes an interrupted run.
     ``model`` is any ``torch.nn.Module`` (copied and re-initialised each round) or a
     factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
+    ``initial_set`` ``typiclust`` or ``probcover`` picks the first labels without labels, on embeddings
+    from ``embedder``: ``"pca"`` (default), ``"module:function"``, or a callable / ``nn.Module`` mapping
+    uint8 N x H x W x C images (a Module gets float NCHW in [0, 1]) to N x D.
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
@@ -43,20 +47,29 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
                               options={"image_size": list(image_size)} if image_size else {}) for n in names],
         strategies=list(strategies), seeds=[int(s) for s in seeds],
         loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
-                        initial_set=initial_set),
+                        initial_set=initial_set, embedder=embedder_name(embedder)),
         train=TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),
         full_data=full_data, out=str(out), workers=workers, executor=executor, ray_address=ray_address,
         cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit)
-    return run_config(config, model=model, progress=progress, report=report)
+    return run_config(config, model=model, progress=progress, report=report,
+                      embedder=None if isinstance(embedder, str) else embedder)
+
+
+def embedder_name(embedder: Any) -> str | None:
+    """How an embedder is named in the config (and so in the run's fingerprint)."""
+    if embedder is None or isinstance(embedder, str):
+        return embedder
+    named = embedder if hasattr(embedder, "__qualname__") else type(embedder)
+    return f"python:{named.__module__}.{named.__qualname__}"
 
 
 def run_config(config: ExperimentConfig, *, model: ModelSpec = None, progress: bool = True,
-               report: bool = True) -> RunResult:
+               report: bool = True, embedder: Any = None) -> RunResult:
     """Run a validated :class:`ExperimentConfig` (e.g. from :func:`alkit.loop.config.load_config`)."""
     out = Path(config.out or "runs/alkit")
-    experiment = Experiment(config, out, model=model, progress=progress)
+    experiment = Experiment(config, out, model=model, progress=progress, embedder=embedder)
     result = experiment.run()
     if report:
         classes = {key: ds.classes for key, ds in experiment.loaded.items()}

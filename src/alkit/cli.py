@@ -58,8 +58,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", type=int, help="total labels, instead of --rounds")
     g.add_argument("--candidates", type=int,
                    help="score only a random subsample of this many unlabeled images per round (default: the whole pool)")
-    g.add_argument("--initial-set", choices=["random", "balanced"], default="random",
-                   help="how the initial labeled set is drawn (default: random)")
+    g.add_argument("--initial-set", choices=["random", "balanced", "typiclust", "probcover"], default="random",
+                   help="how the initial labeled set is drawn: random, balanced (equal per class; reads the labels), "
+                        "or label-free typiclust / probcover on --embedder embeddings (default: random)")
+    g.add_argument("--embedder", help="for typiclust / probcover: pca (PCA of the standardised pixels, the default) "
+                                      "or module:function mapping uint8 N x H x W x C images to N x D")
     g.add_argument("--full-data", choices=["none", "first-seed", "all-seeds"], default="first-seed",
                    help="train the full-data reference model (default: first-seed)")
     g = p.add_argument_group("training")
@@ -216,7 +219,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         dataset=[d.strip() for d in args.dataset.split(",") if d.strip()],
         strategies=split_strategies(args.strategies), seeds=args.seeds,
         initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
-        initial_set=args.initial_set, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,

@@ -17,10 +17,12 @@ import yaml
 from alkit.errors import AlkitError, ConfigError
 from alkit.storage.run_store import config_diff
 from alkit.strategies import StrategySpec, strategy_names
+from alkit.strategies.cold_start import COLD_START, load_embedder
 from alkit.training.config import TrainConfig
 from alkit.validation import check_field_types, coerce_floats
 
 FULL_DATA = ("none", "first-seed", "all-seeds")
+INITIAL_SETS = ("random", "balanced", *COLD_START)
 EXECUTORS = ("local", "processes", "ray")
 # where and how units run: never part of the results' fingerprint
 EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
@@ -31,7 +33,9 @@ class LoopConfig:
     """How labels are acquired.
 
     ``rounds`` query rounds follow the initial set (so ``rounds + 1`` evaluations); or give
-    ``budget``, the total number of labels, and the rounds follow. ``candidates`` scores
+    ``budget``, the total number of labels, and the rounds follow. ``initial_set``: ``random``,
+    ``balanced`` (equal per class: it reads the labels), or label-free ``typiclust`` / ``probcover`` on
+    the ``embedder``'s embeddings (``pca`` by default, or ``module:function``). ``candidates`` scores
     only a uniform random subsample of that many unlabeled samples per round (a speed
     trade-off; None scores the whole pool).
     """
@@ -42,6 +46,7 @@ class LoopConfig:
     budget: int | None = None
     candidates: int | None = None
     initial_set: str = "random"
+    embedder: str | None = None
 
     def n_rounds(self) -> int:
         if self.rounds is not None:
@@ -77,8 +82,14 @@ class LoopConfig:
             raise ConfigError(f"{where}.query: 0 labels per round with {self.n_rounds()} rounds; set query > 0")
         if self.candidates is not None and self.candidates < self.query:
             raise ConfigError(f"{where}.candidates: {self.candidates} is smaller than query ({self.query})")
-        if self.initial_set not in ("random", "balanced"):
-            raise ConfigError(f"{where}.initial_set: '{self.initial_set}' is unknown; choose random or balanced")
+        if self.initial_set not in INITIAL_SETS:
+            raise ConfigError(f"{where}.initial_set: '{self.initial_set}' is unknown; choose {', '.join(INITIAL_SETS)}")
+        if self.embedder is not None:
+            if self.initial_set not in COLD_START:
+                raise ConfigError(f"{where}.embedder: only the label-free initial sets ({', '.join(COLD_START)}) "
+                                  f"use an embedder, not initial_set '{self.initial_set}'")
+            if self.embedder != "pca" and not self.embedder.startswith("python:"):
+                load_embedder(self.embedder)
         return self
 
 

@@ -46,14 +46,19 @@ class RunResult:
 class Experiment:
     def __init__(self, config: ExperimentConfig, out_dir: str | Path, *, model: ModelSpec = None,
                  datasets: dict[str, Dataset] | None = None, oracle_factory: Callable[[Dataset], Oracle] | None = None,
-                 progress: bool = True, executor: Executor | None = None) -> None:
+                 progress: bool = True, executor: Executor | None = None, embedder: Any = None) -> None:
         self.config = config.validate()
         self.out_dir = Path(out_dir)
         self.model_spec = model
         self.preloaded = datasets or {}
         self.oracle_factory = oracle_factory
+        self.embedder = embedder
         self.progress = progress
         self.labels = [s.label for s in strategy_specs(self.config)]
+        named = config.loop.embedder
+        if named is not None and named.startswith("python:") and embedder is None:
+            raise ConfigError(f"{config.source}: loop.embedder '{named}' was a Python object; pass it again "
+                              "(alkit.run(..., embedder=...)) to resume this run")
         self.executor = executor or make_executor(
             config.executor, config.workers, ray_address=config.ray_address, cpus_per_unit=config.cpus_per_unit,
             gpus_per_unit=config.gpus_per_unit)
@@ -77,7 +82,8 @@ class Experiment:
     def _runner(self) -> UnitRunner:
         """The units' runner; refused before the run folder is touched if it cannot reach other processes."""
         datasets = {**self.preloaded, **(self.loaded if self.executor.driver_datasets else {})}
-        runner = UnitRunner(self.config, model=self.model_spec, datasets=datasets, oracle_factory=self.oracle_factory)
+        runner = UnitRunner(self.config, model=self.model_spec, datasets=datasets, oracle_factory=self.oracle_factory,
+                            embedder=self.embedder)
         if not isinstance(self.executor, LocalExecutor):
             try:
                 pickle.dumps(runner)

@@ -35,6 +35,7 @@ from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.strategies import ModelOutputs, QueryContext, QueryStrategy
+from alkit.strategies.cold_start import COLD_START, cold_start_set, load_embedder
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
 
@@ -114,9 +115,10 @@ class UnitRunner:
     oracle factory and datasets are; datasets not given are loaded from their spec where the unit runs."""
 
     def __init__(self, config: ExperimentConfig, *, model: ModelSpec = None, datasets: dict[str, Dataset] | None = None,
-                 oracle_factory: Callable[[Dataset], Oracle] | None = None) -> None:
+                 oracle_factory: Callable[[Dataset], Oracle] | None = None, embedder: Any = None) -> None:
         self.config = config
         self.model_spec = model
+        self.embedder = embedder  # a callable or nn.Module given in Python (config.loop.embedder names it)
         self.datasets = dict(datasets or {})
         self.oracle_factory = oracle_factory or _simulated_oracle
         self._normalizers: dict[str, Normalizer] = {}
@@ -199,7 +201,13 @@ class UnitRunner:
         oracle = self.oracle_factory(ds)
         init = resume.initial
         if init is None:
-            init = initial_set(ds.y_train, loop.initial, loop.initial_set, numpy_rng(seed, 0, "initial"))
+            rng = numpy_rng(seed, 0, "initial")
+            if loop.initial_set in COLD_START:  # label-free: shared by every strategy of the seed, like the others
+                say(f"{key} seed {seed}: {loop.initial_set} initial set", "embed")
+                init = cold_start_set(loop.initial_set, ds.x_train, loop.initial, rng,
+                                      load_embedder(self.embedder or loop.embedder), ds.num_classes)
+            else:
+                init = initial_set(ds.y_train, loop.initial, loop.initial_set, rng)
             yield InitialSet(key, seed, init)
         pools, labels, next_round, models = {}, {}, {}, {}
         for name in strategies:

@@ -41,7 +41,7 @@ def test_npz_bad_input(tmp_path: Path, override: dict, message: str) -> None:
 def test_npz_not_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "junk.npz"
     path.write_bytes(b"not a zip")
-    with pytest.raises(DatasetError, match="junk.npz: not a readable .npz file"):
+    with pytest.raises(DatasetError, match="junk.npz: not an .npz archive; write one with np.savez"):
         load_dataset("npz", path=path)
 
 

@@ -62,7 +62,7 @@ def test_folder_grayscale_detected(tmp_path: Path) -> None:
 def test_folder_mixed_sizes(tmp_path: Path) -> None:
     root = write_image_folder(tmp_path / "m", ["a", "b"], per_class=3)
     Image.new("RGB", (20, 16)).save(root / "b" / "zz.png")
-    with pytest.raises(DatasetError, match=r"zz.png: image is 20x16 but .* is 16x16; mixed image sizes: pass image_size"):
+    with pytest.raises(DatasetError, match=r"zz.png: image is 20x16 but .* is 16x16; mixed image sizes: resize them all with --image-size WxH"):
         load_dataset("folder", path=root, progress=False)
     ds = load_dataset("folder", path=root, image_size=(8, 8), test_ratio=0, progress=False)
     assert ds.image_shape == (8, 8, 3) and len(ds.y_train) == 7

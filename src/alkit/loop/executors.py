@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import torch
 from tqdm.auto import tqdm
@@ -28,7 +28,6 @@ from alkit.loop.config import EXECUTORS
 from alkit.loop.run_folder import RunFolder
 from alkit.loop.units import Record, Unit, UnitRunner
 
-ResumeFn = Callable[[Unit], Any]
 
 
 def _commit_all(folder: RunFolder, records: Iterable[Record], bar: tqdm) -> None:
@@ -43,20 +42,20 @@ class Executor(ABC):
     driver_datasets = False
 
     @abstractmethod
-    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, resume: ResumeFn, bar: tqdm) -> None:
+    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, bar: tqdm) -> None:
         """Run ``units`` and commit what they yield through ``folder``, updating ``bar`` per committed round."""
 
 
 class LocalExecutor(Executor):
     driver_datasets = True
 
-    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, resume: ResumeFn, bar: tqdm) -> None:
+    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, bar: tqdm) -> None:
         def say(desc: str, phase: str) -> None:
             bar.set_description(desc)
             bar.set_postfix_str(phase)
 
         for unit in units:
-            _commit_all(folder, runner.run(unit, resume(unit), say), bar)
+            _commit_all(folder, runner.run(unit, folder.resume(unit), say), bar)
 
 
 # -- worker processes ----------------------------------------------------------------------------------------
@@ -79,7 +78,7 @@ class ProcessExecutor(Executor):
     def __init__(self, workers: int) -> None:
         self.workers = workers
 
-    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, resume: ResumeFn, bar: tqdm) -> None:
+    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, bar: tqdm) -> None:
         workers = min(self.workers, len(units))
         threads = max(1, torch.get_num_threads() // workers)
         bar.set_description(f"{len(units)} units in {workers} worker processes")
@@ -87,7 +86,7 @@ class ProcessExecutor(Executor):
         records = ctx.Queue()
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_process_init,
                                  initargs=(runner, records, threads)) as pool:
-            pending = {pool.submit(_process_unit, unit, resume(unit)) for unit in units}
+            pending = {pool.submit(_process_unit, unit, folder.resume(unit)) for unit in units}
             try:
                 while pending:
                     _commit_all(folder, _drain(records, 0.5), bar)
@@ -132,7 +131,7 @@ class RayExecutor(Executor):
     def driver_datasets(self) -> bool:  # type: ignore[override]
         return self.address is None
 
-    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, resume: ResumeFn, bar: tqdm) -> None:
+    def run(self, runner: UnitRunner, units: list[Unit], folder: RunFolder, bar: tqdm) -> None:
         try:
             import ray
             from ray.util.queue import Queue
@@ -143,20 +142,20 @@ class RayExecutor(Executor):
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      **({} if self.address else {"num_cpus": os.cpu_count()}))
         try:
-            self._run(ray, Queue, runner, units, folder, resume, bar)
+            self._run(ray, Queue, runner, units, folder, bar)
         finally:
             if started:
                 ray.shutdown()
 
     def _run(self, ray: Any, queue_cls: Any, runner: UnitRunner, units: list[Unit], folder: RunFolder,
-             resume: ResumeFn, bar: tqdm) -> None:
+             bar: tqdm) -> None:
         threads = max(1, int(self.cpus_per_unit))
         task = ray.remote(num_cpus=self.cpus_per_unit, num_gpus=self.gpus_per_unit, max_retries=self.max_retries,
                           retry_exceptions=False)(_ray_unit)
         records = queue_cls(actor_options={"num_cpus": 0})
         runner_ref = ray.put(runner)
         bar.set_description(f"{len(units)} units on Ray")
-        pending = [task.remote(runner_ref, unit, resume(unit), records, threads) for unit in units]
+        pending = [task.remote(runner_ref, unit, folder.resume(unit), records, threads) for unit in units]
         try:
             while pending:
                 batch = records.get_nowait_batch(records.qsize())

@@ -119,10 +119,9 @@ class Experiment:
             units = self.units()
             per_seed = len(self.labels) * (self.config.loop.n_rounds() + 1)
             total = sum(1 if u.full_data else per_seed for u in units)
-            folder = RunFolder(self.out_dir, store, self.labels)
-            warm = self.config.train.warm_start
+            folder = RunFolder(self.out_dir, store, self.labels, self.config.train.warm_start)
             with progress_bar(total, store.count(), self.progress) as bar:
-                self.executor.run(runner, units, folder, lambda u: folder.resume(u, warm), bar)
+                self.executor.run(runner, units, folder, bar)
             store.export_csv(self.out_dir / "rounds.csv")
             store.export_queries(self.out_dir / "queries.csv", {k: d.y_train for k, d in datasets.items()})
             rows, full = store.rounds(), store.full_data()

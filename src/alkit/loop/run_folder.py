@@ -14,19 +14,19 @@ from alkit.storage.run_store import RunStore
 
 
 class RunFolder:
-    def __init__(self, out_dir: Path, store: RunStore, strategies: list[str]) -> None:
-        self.out_dir, self.store, self.strategies = out_dir, store, strategies
+    def __init__(self, out_dir: Path, store: RunStore, strategies: list[str], warm_start: bool) -> None:
+        self.out_dir, self.store, self.strategies, self.warm_start = out_dir, store, strategies, warm_start
 
     def checkpoint_path(self, key: str, strategy: str, seed: int, round_: int) -> Path:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{key}-{strategy}-{seed}")
         return self.out_dir / "checkpoints" / f"{safe}-r{round_}.pt"
 
-    def resume(self, unit: Unit, warm_start: bool) -> Resume:
+    def resume(self, unit: Unit) -> Resume:
         if unit.full_data:
             return Resume(full_done=any(r["seed"] == unit.seed for r in self.store.full_data(unit.dataset)))
         rounds = {name: self.store.rounds(unit.dataset, name, unit.seed) for name in self.strategies}
         checkpoints = {}
-        if warm_start:
+        if self.warm_start:
             for name, done in rounds.items():
                 path = self.checkpoint_path(unit.dataset, name, unit.seed, len(done) - 1)
                 if done and path.exists():

@@ -23,8 +23,8 @@ def _accepts(kind: str, value: Any) -> bool:
     return isinstance(value, _SIMPLE[kind])
 
 
-def check_field_types(obj: Any, where: str) -> None:
-    """Raise :class:`ConfigError` naming ``where.field`` for the first field whose value has the wrong type."""
+def check_field_types(obj: Any, prefix: str) -> None:
+    """Raise :class:`ConfigError` naming ``prefix + field`` for the first field whose value has the wrong type."""
     for f in dataclasses.fields(obj):
         kinds = [k.strip() for k in str(f.type).split("|")]
         if not all(k in _SIMPLE or k == "None" for k in kinds):
@@ -32,7 +32,7 @@ def check_field_types(obj: Any, where: str) -> None:
         value = getattr(obj, f.name)
         if not any(_accepts(k, value) for k in kinds):
             wanted = " or ".join(_NAMES.get(k, "null") for k in kinds)
-            raise ConfigError(f"{where}.{f.name}: {value!r} is not {wanted}")
+            raise ConfigError(f"{prefix}{f.name}: {value!r} is not {wanted}")
 
 
 def coerce_floats(cls: type, data: dict[str, Any]) -> dict[str, Any]:

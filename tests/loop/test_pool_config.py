@@ -74,7 +74,7 @@ BASE = {"datasets": ["fashion-mnist"], "strategies": ["random", "margin"], "seed
     ({"seeds": [-1]}, "seeds must be a non-empty list of non-negative integers"),
     ({"full_data": "some"}, "full_data 'some' is unknown"),
     ({"workers": 0}, "grid.yaml: workers must be an integer >= 1"),
-    ({"workers": "4"}, "grid.yaml: workers must be an integer >= 1"),
+    ({"workers": "4"}, "grid.yaml: workers: '4' is not an integer"),
     ({"colour": "red"}, r"unknown field\(s\) \['colour'\]"),
 ])
 def test_config_validation(override: dict, message: str) -> None:

@@ -67,7 +67,7 @@ class LoopConfig:
         return max(0, min(self.query, self.final_labels() - n_labeled))
 
     def validate(self, where: str = "loop") -> LoopConfig:
-        check_field_types(self, where)
+        check_field_types(self, f"{where}.")
         for name in ("initial", "query", "rounds", "budget", "candidates"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
@@ -126,7 +126,7 @@ class ExperimentConfig:
     source: str = field(default="config", repr=False, compare=False)  # where it was read from, for errors
 
     def validate(self, where: str = "config") -> ExperimentConfig:
-        check_field_types(self, where)
+        check_field_types(self, f"{where}: ")
         if not isinstance(self.datasets, list) or not self.datasets:
             raise ConfigError(f"{where}: datasets is empty; name at least one (e.g. fashion-mnist)")
         from alkit.data.registry import get_entry, option_names
@@ -134,7 +134,7 @@ class ExperimentConfig:
         for i, d in enumerate(self.datasets):
             if not isinstance(d, DatasetSpec):
                 raise ConfigError(f"{where}: datasets[{i}]: {d!r} is not a dataset name or mapping")
-            check_field_types(d, f"{where}: datasets[{i}]")
+            check_field_types(d, f"{where}: datasets[{i}].")
             try:
                 get_entry(d.name)
             except ConfigError as exc:

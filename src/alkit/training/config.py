@@ -46,7 +46,7 @@ class TrainConfig:
     init: str = "torch"
 
     def validate(self) -> TrainConfig:
-        check_field_types(self, "train")
+        check_field_types(self, "train.")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")

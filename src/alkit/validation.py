@@ -15,6 +15,11 @@ _SIMPLE = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 _NAMES = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false"}
 
 
+def _kinds(f: dataclasses.Field) -> list[str]:
+    """The names in a field's annotation string: ``"int | None"`` -> ``["int", "None"]``."""
+    return [k.strip() for k in str(f.type).split("|")]
+
+
 def _accepts(kind: str, value: Any) -> bool:
     if kind == "None":
         return value is None
@@ -26,7 +31,7 @@ def _accepts(kind: str, value: Any) -> bool:
 def check_field_types(obj: Any, prefix: str) -> None:
     """Raise :class:`ConfigError` naming ``prefix + field`` for the first field whose value has the wrong type."""
     for f in dataclasses.fields(obj):
-        kinds = [k.strip() for k in str(f.type).split("|")]
+        kinds = _kinds(f)
         if not all(k in _SIMPLE or k == "None" for k in kinds):
             continue
         value = getattr(obj, f.name)
@@ -40,7 +45,7 @@ def coerce_floats(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     out = dict(data)
     for f in dataclasses.fields(cls):
         value = out.get(f.name)
-        if "float" in str(f.type).split(" | ") and isinstance(value, str):
+        if "float" in _kinds(f) and isinstance(value, str):
             try:
                 out[f.name] = float(value)
             except ValueError:

@@ -85,8 +85,8 @@ class Experiment:
         runner = UnitRunner(self.config, model=self.model_spec, datasets=datasets, oracle_factory=self.oracle_factory,
                             embedder=self.embedder)
         if not isinstance(self.executor, LocalExecutor):
-            try:
-                pickle.dumps(runner)
+            try:  # what the user passed in; the datasets alkit loaded are plain arrays, no need to copy them
+                pickle.dumps((self.model_spec, self.oracle_factory, self.embedder, self.preloaded))
             except (pickle.PicklingError, AttributeError, TypeError) as exc:
                 where = "executor=ray" if self.config.executor == "ray" else f"workers={self.config.workers}"
                 raise ConfigError(f"{where}: the model factory, oracle or preloaded datasets cannot be sent to "

@@ -23,7 +23,7 @@ class RunFolder:
 
     def resume(self, unit: Unit) -> Resume:
         if unit.full_data:
-            return Resume(full_done=any(r["seed"] == unit.seed for r in self.store.full_data(unit.dataset)))
+            return Resume(full_done=self.store.has_full_data(unit.dataset, unit.seed))
         rounds = {name: self.store.rounds(unit.dataset, name, unit.seed) for name in self.strategies}
         checkpoints = {}
         if self.warm_start:
@@ -39,7 +39,7 @@ class RunFolder:
             self.store.save_initial_set(record.dataset, record.seed, record.indices)
             return False
         if isinstance(record, FullData):
-            if any(r["seed"] == record.row["seed"] for r in self.store.full_data(record.row["dataset"])):
+            if self.store.has_full_data(record.row["dataset"], record.row["seed"]):
                 return False
             self.store.save_full_data(record.row)
             return True

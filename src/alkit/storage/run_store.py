@@ -164,6 +164,10 @@ class RunStore:
         return self._db.execute("SELECT 1 FROM rounds WHERE dataset=? AND strategy=? AND seed=? AND round=?",
                                 (dataset, strategy, seed, round_)).fetchone() is not None
 
+    def has_full_data(self, dataset: str, seed: int) -> bool:
+        return self._db.execute("SELECT 1 FROM full_data WHERE dataset=? AND seed=?", (dataset, seed)).fetchone() \
+            is not None
+
     def count(self) -> int:
         """Committed rounds plus full-data references: the progress of a run, cheaply."""
         return sum(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("rounds", "full_data"))

@@ -40,6 +40,15 @@ class QueryStrategy(ABC):
     def check(self) -> None:
         """Raise :class:`StrategyError` for bad parameters; called when a run is configured, before any work."""
 
+    def check_query(self, ctx: QueryContext, k: int) -> None:
+        """Refuse a bad query size, candidates that are not a 1-D index array, or bad parameters (``check``,
+        again here for strategies built directly rather than from a spec). Every ``query`` starts with it."""
+        if k < 0:
+            raise StrategyError(f"query size k={k} must be >= 0")
+        if ctx.candidates.ndim != 1:
+            raise StrategyError("candidates must be a 1-D array of dataset indices")
+        self.check()
+
     def params(self) -> dict[str, Any]:
         """The constructor's parameters and their current values (part of a run's fingerprint)."""
         sig = inspect.signature(type(self).__init__)
@@ -65,18 +74,11 @@ class ScoreBasedStrategy(QueryStrategy):
         return self.score(ctx.prediction)
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
+        self.check_query(ctx, k)
         scores = np.asarray(self.scores(ctx))
         if len(scores) != len(ctx.candidates):
             raise StrategyError(f"strategy '{self.name}': {len(scores)} scores for {len(ctx.candidates)} candidates")
         return ctx.candidates[top_k(scores, k, ctx.rng)]
-
-
-def check_query_args(ctx: QueryContext, k: int) -> None:
-    if k < 0:
-        raise StrategyError(f"query size k={k} must be >= 0")
-    if ctx.candidates.ndim != 1:
-        raise StrategyError("candidates must be a 1-D array of dataset indices")
 
 
 _REGISTRY: dict[str, type[QueryStrategy]] = {}

@@ -9,12 +9,9 @@ import numpy as np
 from scipy.special import softmax
 
 from alkit.errors import StrategyError
-from alkit.strategies.base import QueryStrategy, ScoreBasedStrategy, check_query_args, register_strategy
+from alkit.strategies.base import QueryStrategy, ScoreBasedStrategy, register_strategy
 from alkit.strategies.context import MC_LOGITS, QueryContext
-
-
-def _entropy(p: np.ndarray, axis: int) -> np.ndarray:
-    return -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=axis)
+from alkit.strategies.scores import entropy_scores
 
 
 def mc_probs(mc_logits: np.ndarray) -> np.ndarray:
@@ -24,7 +21,7 @@ def mc_probs(mc_logits: np.ndarray) -> np.ndarray:
 
 def bald_scores(probs: np.ndarray) -> np.ndarray:
     """Mutual information between the label and the weights: H[mean_t p_t] - mean_t H[p_t], from N x C x T."""
-    return _entropy(probs.mean(axis=2), axis=1) - _entropy(probs, axis=1).mean(axis=1)
+    return entropy_scores(probs.mean(axis=2)) - entropy_scores(probs, axis=1).mean(axis=1)
 
 
 def batchbald_select(probs: np.ndarray, k: int, rng: np.random.Generator, num_configs: int = 256,
@@ -42,7 +39,7 @@ def batchbald_select(probs: np.ndarray, k: int, rng: np.random.Generator, num_co
     k = min(max(int(k), 0), n)
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    cond = _entropy(probs, axis=1).mean(axis=1)
+    cond = entropy_scores(probs, axis=1).mean(axis=1)
     weights = np.full((t, 1), 1.0 / t)
     chosen: list[int] = []
     free = np.ones(n, dtype=bool)
@@ -51,7 +48,7 @@ def batchbald_select(probs: np.ndarray, k: int, rng: np.random.Generator, num_co
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             q = np.einsum("nct,tm->nmc", probs[start:stop], weights, optimize=True)
-            scores[start:stop] = _entropy(q, axis=2).mean(axis=1) - cond[start:stop]
+            scores[start:stop] = entropy_scores(q, axis=2).mean(axis=1) - cond[start:stop]
         scores[~free] = -np.inf
         best = np.flatnonzero(scores == scores.max())
         pick = int(best[rng.integers(len(best))]) if len(best) > 1 else int(best[0])
@@ -87,7 +84,6 @@ class BALD(ScoreBasedStrategy):
         _check_samples(self.samples)
 
     def scores(self, ctx: QueryContext) -> np.ndarray:
-        self.check()
         return bald_scores(mc_probs(ctx.mc_logits(self.samples)))
 
 
@@ -108,7 +104,6 @@ class BatchBALD(QueryStrategy):
             raise StrategyError(f"batchbald: num_configs={self.num_configs!r} must be an integer >= 1")
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
-        self.check()
+        self.check_query(ctx, k)
         probs = mc_probs(ctx.mc_logits(self.samples))
         return ctx.candidates[batchbald_select(probs, k, ctx.rng, self.num_configs)]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from alkit.strategies.base import QueryStrategy, ScoreBasedStrategy, check_query_args, register_strategy
+from alkit.strategies.base import QueryStrategy, ScoreBasedStrategy, register_strategy
 from alkit.strategies.context import PoolPrediction, QueryContext
 from alkit.strategies.scores import entropy_scores, least_confidence_scores, margin_scores
 
@@ -17,7 +17,7 @@ class RandomSampling(QueryStrategy):
     ranks = True
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
+        self.check_query(ctx, k)
         k = min(k, len(ctx.candidates))
         return ctx.candidates[ctx.rng.choice(len(ctx.candidates), size=k, replace=False)] if k else ctx.candidates[:0]
 

@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from alkit.errors import ConfigError, StrategyError
+from alkit.strategies.diversity import sq_distances
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 COLD_START = ("typiclust", "probcover")
@@ -82,7 +83,7 @@ def knn_mean_distance(z: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
     zn = np.einsum("ij,ij->i", z, z)
     out = np.empty(n)
     for i in range(0, n, chunk):
-        d2 = np.maximum(zn[i:i + chunk, None] + zn[None] - 2.0 * z[i:i + chunk] @ z.T, 0.0)
+        d2 = sq_distances(z[i:i + chunk], z, zn[i:i + chunk], zn)
         d2[np.arange(len(d2)), np.arange(i, i + len(d2))] = np.inf
         part = np.partition(d2, k - 1, axis=1)[:, :k]
         out[i:i + chunk] = np.sqrt(part).mean(axis=1)
@@ -127,8 +128,7 @@ def ball_graph(z: np.ndarray, delta: float, chunk: int = 256) -> list[np.ndarray
     zn = np.einsum("ij,ij->i", z, z)
     out: list[np.ndarray] = []
     for i in range(0, len(z), chunk):
-        d2 = zn[i:i + chunk, None] + zn[None] - 2.0 * z[i:i + chunk] @ z.T
-        out += [np.flatnonzero(row <= delta * delta) for row in d2]
+        out += [np.flatnonzero(row <= delta * delta) for row in sq_distances(z[i:i + chunk], z, zn[i:i + chunk], zn)]
     return out
 
 
@@ -141,7 +141,7 @@ def choose_delta(z: np.ndarray, n_classes: int, rng: np.random.Generator, purity
     idx = rng.choice(len(z), size=min(sample, len(z)), replace=False)
     zs = np.asarray(z[idx], dtype=np.float64)
     labels = KMeans(max(2, n_classes), n_init=3, random_state=int(rng.integers(2**31))).fit_predict(zs)
-    d = np.sqrt(np.maximum(_pairwise(zs), 0.0))
+    d = np.sqrt(sq_distances(zs, zs))
     best = float(np.quantile(d[d > 0], 0.001)) if (d > 0).any() else 0.0
     for delta in np.quantile(d[d > 0], np.linspace(0.002, 0.3, 40)):
         pure = np.mean([len(set(labels[row <= delta])) == 1 for row in d])
@@ -149,11 +149,6 @@ def choose_delta(z: np.ndarray, n_classes: int, rng: np.random.Generator, purity
             break
         best = float(delta)
     return best
-
-
-def _pairwise(z: np.ndarray) -> np.ndarray:
-    zn = np.einsum("ij,ij->i", z, z)
-    return zn[:, None] + zn[None] - 2.0 * z @ z.T
 
 
 def probcover(z: np.ndarray, budget: int, rng: np.random.Generator, delta: float | None = None,

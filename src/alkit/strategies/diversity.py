@@ -9,8 +9,17 @@ from __future__ import annotations
 import numpy as np
 
 from alkit.errors import StrategyError
-from alkit.strategies.base import QueryStrategy, check_query_args, register_strategy
+from alkit.strategies.base import QueryStrategy, register_strategy
 from alkit.strategies.context import EMBEDDINGS, LOGITS, QueryContext
+
+
+def sq_distances(a: np.ndarray, b: np.ndarray, a_norms: np.ndarray | None = None,
+                 b_norms: np.ndarray | None = None) -> np.ndarray:
+    """Squared Euclidean distances, len(a) x len(b), as |a|^2 + |b|^2 - 2 a.b clipped at 0 (pass the row norms
+    to reuse them across blocks)."""
+    an = np.einsum("ij,ij->i", a, a) if a_norms is None else a_norms
+    bn = np.einsum("ij,ij->i", b, b) if b_norms is None else b_norms
+    return np.maximum(an[:, None] + bn[None] - 2.0 * (a @ b.T), 0.0)
 
 
 def min_sq_distances(x: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -29,9 +38,8 @@ def min_sq_distances(x: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> n
         xn = np.einsum("ij,ij->i", xb, xb)
         best = out[i:i + chunk]
         for j in range(0, len(centers), chunk):
-            d2 = xn[:, None] + cn[None, j:j + chunk] - 2.0 * (xb @ centers[j:j + chunk].T)
-            np.minimum(best, d2.min(axis=1), out=best)
-    return np.maximum(out, 0.0)
+            np.minimum(best, sq_distances(xb, centers[j:j + chunk], xn, cn[j:j + chunk]).min(axis=1), out=best)
+    return out
 
 
 def kcenter_greedy(x: np.ndarray, centers: np.ndarray, k: int, rng: np.random.Generator,
@@ -112,8 +120,7 @@ class CoreSet(QueryStrategy):
             raise StrategyError(f"coreset: chunk={self.chunk!r} must be a positive integer")
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
-        self.check()
+        self.check_query(ctx, k)
         chosen = kcenter_greedy(ctx.embeddings(), ctx.labeled_embeddings(), k, ctx.rng, self.chunk)
         return ctx.candidates[chosen]
 
@@ -126,5 +133,5 @@ class BADGE(QueryStrategy):
     requires = frozenset({LOGITS, EMBEDDINGS})
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
+        self.check_query(ctx, k)
         return ctx.candidates[badge_select(ctx.prediction.probs, ctx.embeddings(), k, ctx.rng)]

@@ -23,23 +23,24 @@ def margin_scores(probs: np.ndarray) -> np.ndarray:
 
 
 def entropy_scores(probs: np.ndarray | None = None, *, log_probs: np.ndarray | None = None,
-                   logits: np.ndarray | None = None) -> np.ndarray:
-    """Shannon entropy -sum_c p log p, in nats, computed without log(0).
+                   logits: np.ndarray | None = None, axis: int = 1) -> np.ndarray:
+    """Shannon entropy -sum_c p log p over the class ``axis``, in nats, computed without log(0).
 
     Prefer ``logits`` or ``log_probs``: log-softmax is exact where probabilities
-    underflow to 0. From ``probs``, 0 log 0 is taken as 0.
+    underflow to 0. From ``probs``, 0 log 0 is taken as 0. ``axis`` other than 1 serves
+    arrays with more dimensions, e.g. MC-dropout samples N x C x T.
     """
     if logits is not None:
-        log_probs = log_softmax(np.asarray(logits, dtype=np.float64), axis=1)
+        log_probs = log_softmax(np.asarray(logits, dtype=np.float64), axis=axis)
     if log_probs is not None:
         log_probs = np.asarray(log_probs, dtype=np.float64)
         p = np.exp(log_probs)
-        return -np.sum(p * np.where(p > 0, log_probs, 0.0), axis=1)
+        return -np.sum(p * np.where(p > 0, log_probs, 0.0), axis=axis)
     if probs is None:
         raise ValueError("entropy_scores needs probs, log_probs or logits")
     p = np.asarray(probs, dtype=np.float64)
     safe = np.where(p > 0, p, 1.0)
-    return -np.sum(p * np.log(safe), axis=1)
+    return -np.sum(p * np.log(safe), axis=axis)
 
 
 def top_k(scores: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:

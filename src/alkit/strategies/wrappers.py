@@ -9,7 +9,7 @@ from functools import cached_property
 import numpy as np
 
 from alkit.errors import StrategyError
-from alkit.strategies.base import QueryStrategy, check_query_args, register_strategy
+from alkit.strategies.base import QueryStrategy, register_strategy
 from alkit.strategies.context import LOGITS, QueryContext
 
 BALANCE_MODES = ("predicted", "rarest")
@@ -84,8 +84,7 @@ class ClassBalanced(_Wrapper):
             raise StrategyError(f"class-balanced: oversample={self.oversample!r} must be an integer >= 1")
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
-        self.check()
+        self.check_query(ctx, k)
         n = len(ctx.candidates)
         k = min(k, n)
         if k == 0:
@@ -118,8 +117,7 @@ class Subsample(_Wrapper):
             raise StrategyError(f"subsample: size={self.size!r} must be a positive integer")
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
-        check_query_args(ctx, k)
-        self.check()
+        self.check_query(ctx, k)
         n = len(ctx.candidates)
         if self.size >= n:
             return self.inner.query(ctx, k)

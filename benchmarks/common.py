@@ -1,39 +1,90 @@
-"""Shared helpers for the benchmark scripts: machine facts, timing, and BENCHMARKS.md sections."""
+"""Shared helpers for the benchmark scripts: machine facts, timing, and the results they save.
+
+A benchmark saves its result as data, ``benchmarks/results/<key>.json``, with the command, commit,
+date and machine; ``python -m benchmarks.render`` rebuilds BENCHMARKS.md from those files. A result's
+``tables`` and ``text`` are what the script measured; ``metrics`` are the figures the headline and the
+status table take from it; ``notes`` are a person's commentary on that one run, so a rerun leaves them
+with the old result, which moves to ``benchmarks/results/archive/``.
+"""
 from __future__ import annotations
 
+import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 import torch
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+RESULTS = ROOT / "benchmarks" / "results"
+ISA_NAMES = {"avx512-bf16": "AVX512-BF16 (native bf16)", "avx2": "AVX2 only (bf16 emulated)",
+             "none": "no AVX2", "unknown": "CPU type not recorded"}
 
 
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
+def cpu_isa(flags: str) -> str:
+    """``avx512-bf16`` where bf16 runs natively (AVX512-BF16 or AMX), ``avx2`` where it is emulated."""
+    words = set(flags.split())
+    if {"avx512_bf16", "amx_bf16"} & words:
+        return "avx512-bf16"
+    return "avx2" if "avx2" in words else "none"
+
+
+def machine_info() -> dict[str, Any]:
+    """The facts a result's numbers depend on: CPU model and type, cores, memory, GPU, versions."""
+    cpu, flags = platform.processor() or "unknown CPU", ""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
-                break
+            elif line.startswith("flags") and not flags:
+                flags = line.split(":", 1)[1]
     except OSError:
         pass
-    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    isa = ("AVX512-BF16 (native bf16)" if "avx512_bf16" in flags or "amx_bf16" in flags
-           else "AVX2 only (bf16 emulated)" if "avx2" in flags else "no AVX2")
-    cpu = f"{cpu} [{isa}]"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB, {gpu}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+    return {"cpu": cpu, "isa": cpu_isa(flags), "cores": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    return (f"{info['cpu']} [{ISA_NAMES[info.get('isa', 'unknown')]}], {info['cores']} cores, {info['memory_gib']} GiB, "
+            f"{info.get('gpu') or 'no GPU'}; Python {info['python']}, torch {info['torch']}, "
+            f"{info['threads']} torch threads")
+
+
+def machine() -> str:
+    return machine_line(machine_info())
+
+
+def save_result(key: str, kind: str, title: str, *, tables: list[dict[str, Any]] | None = None,
+                text: list[str] | None = None, metrics: dict[str, Any] | None = None,
+                device: str = "cpu") -> Path:
+    """Write ``benchmarks/results/<key>.json``; an earlier result under the key moves to the archive."""
+    path = RESULTS / f"{key}.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        archived = RESULTS / "archive" / f"{key}-{old['date']}-{old['commit'].replace('+', '-')}.json"
+        archived.parent.mkdir(parents=True, exist_ok=True)
+        path.replace(archived)
+    result = {"key": key, "kind": kind, "title": title, "command": command(), "commit": STARTED_AT,
+              "date": time.strftime("%Y-%m-%d"), "device": device, "machine": machine_info(),
+              "text": text or [], "tables": tables or [], "metrics": metrics or {}, "notes": []}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+def table(columns: list[str], rows: list[list[Any]], formats: list[str | None] | None = None,
+          caption: str = "") -> dict[str, Any]:
+    """A result's table: column names, rows of cells (numbers stay numbers, None shows as "–"), and a
+    format spec per column for its numbers (e.g. ``",.0f"``, ``".4f"``; None: ``{:,}`` for ints, as is)."""
+    return {"caption": caption, "columns": columns, "rows": rows, "formats": formats or [None] * len(columns)}
 
 
 def commit() -> str:
@@ -59,16 +110,7 @@ def best_of(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
     return min(times), result
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the section between markers ``<!-- name -->`` in BENCHMARKS.md."""
-    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    text = BENCHMARKS_MD.read_text() if BENCHMARKS_MD.exists() else "# alkit benchmarks\n"
-    block = f"{start}\n{body.strip()}\n{end}"
-    if start in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    BENCHMARKS_MD.write_text(text)
+STARTED_AT = commit()  # the code a benchmark process runs is the code it imported at its start
 
 
 def command() -> str:

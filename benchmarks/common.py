@@ -2,9 +2,9 @@
 
 A benchmark saves its result as data, ``benchmarks/results/<key>.json``, with the command, commit,
 date and machine; ``python -m benchmarks.render`` rebuilds BENCHMARKS.md from those files. A result's
-``tables`` and ``text`` are what the script measured; ``metrics`` are the figures the headline and the
-status table take from it; ``notes`` are a person's commentary on that one run, so a rerun leaves them
-with the old result, which moves to ``benchmarks/results/archive/``.
+``blocks`` (paragraphs and tables) are what the script measured; ``metrics`` are the figures the
+headline and the status table take from it; ``notes`` are a person's commentary on that one run, so a
+rerun leaves them with the old result, which moves to ``benchmarks/results/archive/``.
 """
 from __future__ import annotations
 
@@ -62,29 +62,64 @@ def machine() -> str:
     return machine_line(machine_info())
 
 
-def save_result(key: str, kind: str, title: str, *, tables: list[dict[str, Any]] | None = None,
-                text: list[str] | None = None, metrics: dict[str, Any] | None = None,
-                device: str = "cpu") -> Path:
-    """Write ``benchmarks/results/<key>.json``; an earlier result under the key moves to the archive."""
-    path = RESULTS / f"{key}.json"
+def save_result(key: str, kind: str, title: str, blocks: list[str | dict[str, Any]],
+                metrics: dict[str, Any] | None = None, results: Path = RESULTS) -> Path:
+    """Write ``benchmarks/results/<key>.json``; an earlier result under the key moves to the archive.
+
+    ``blocks`` are the section's body in order: paragraphs (markdown strings) and tables (:func:`table`).
+    """
+    path = results / f"{key}.json"
     if path.exists():
         old = json.loads(path.read_text())
-        archived = RESULTS / "archive" / f"{key}-{old['date']}-{old['commit'].replace('+', '-')}.json"
+        archived = results / "archive" / f"{key}-{old['date']}-{old['commit'].replace('+', '-')}.json"
         archived.parent.mkdir(parents=True, exist_ok=True)
         path.replace(archived)
     result = {"key": key, "kind": kind, "title": title, "command": command(), "commit": STARTED_AT,
-              "date": time.strftime("%Y-%m-%d"), "device": device, "machine": machine_info(),
-              "text": text or [], "tables": tables or [], "metrics": metrics or {}, "notes": []}
-    RESULTS.mkdir(parents=True, exist_ok=True)
+              "date": time.strftime("%Y-%m-%d"), "machine": machine_info(), "blocks": blocks,
+              "metrics": metrics or {}, "notes": []}
+    results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     return path
 
 
-def table(columns: list[str], rows: list[list[Any]], formats: list[str | None] | None = None,
-          caption: str = "") -> dict[str, Any]:
-    """A result's table: column names, rows of cells (numbers stay numbers, None shows as "–"), and a
+def markdown_blocks(body: str) -> list[str | dict[str, Any]]:
+    """Split a markdown body into blocks: paragraphs, and tables as :func:`table` data (cells as shown)."""
+    lines, blocks, para, i = body.strip().split("\n"), [], [], 0
+
+    def flush() -> None:
+        if para:
+            blocks.append("\n".join(para).strip())
+            para.clear()
+
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|") and i + 1 < len(lines) and set(lines[i + 1].strip()) <= {"|", "-"} and lines[i + 1].strip():
+            flush()
+            split = lambda row: [c.strip() for c in row.strip().strip("|").split("|")]  # noqa: E731
+            columns, rows, i = split(line), [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(split(lines[i]))
+                i += 1
+            blocks.append(table(columns, rows))
+            continue
+        if line.strip():
+            para.append(line)
+        else:
+            flush()
+        i += 1
+    flush()
+    return blocks
+
+
+def device_key(base: str, device: torch.device) -> str:
+    """A result key per machine type: ``<base>-cuda``, or ``<base>-cpu-avx512-bf16`` / ``-cpu-avx2``."""
+    return f"{base}-{device.type}" if device.type != "cpu" else f"{base}-cpu-{machine_info()['isa']}"
+
+
+def table(columns: list[str], rows: list[list[Any]], formats: list[str | None] | None = None) -> dict[str, Any]:
+    """A table block: column names, rows of cells (numbers stay numbers, None shows as "–"), and a
     format spec per column for its numbers (e.g. ``",.0f"``, ``".4f"``; None: ``{:,}`` for ints, as is)."""
-    return {"caption": caption, "columns": columns, "rows": rows, "formats": formats or [None] * len(columns)}
+    return {"columns": columns, "rows": rows, "formats": formats or [None] * len(columns)}
 
 
 def commit() -> str:

@@ -29,10 +29,10 @@ from torch import nn
 import alkit
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN
-from alkit.models.device import resolve_device
+from alkit.models.device import resolve_device, resolve_precision
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer
-from benchmarks.common import command, commit, machine, write_section
+from benchmarks.common import device_key, markdown_blocks, save_result
 
 
 def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: int, lr: float, seed: int,
@@ -110,8 +110,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", help="cpu or cuda, for both loops (default: cpu)")
-    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
-                    help="alkit's precision; the plain loop is always fp32 (default: fp32)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="alkit's precision (default: auto, alkit's default path); the plain loop is always fp32")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
@@ -139,17 +139,10 @@ def main() -> None:
                      f"{f1.get(final, float('nan')):.4f} | {curve} |")
     ratio = results["plain"]["wall"] / results["alkit"]["wall"]
     plain_t = results["plain"]["times"]
-    default = device.type == "cpu" and args.precision == "fp32"
-    title = "" if default else f" on {device.type.upper()}, alkit in {args.precision}"
-    body = f"""## End to end: one standard run{title}
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-Fashion-MNIST, margin, seed {args.seed}, {initial:,} → {final:,} labels by {query:,}, {epochs} epochs, batch {batch},
+    body = f"""Fashion-MNIST, margin, seed {args.seed}, {initial:,} → {final:,} labels by {query:,}, {epochs} epochs, batch {batch},
 Adam {lr:g} with a cosine schedule, the whole unlabeled pool scored each round. alkit's wall time includes
 loading the data and writing the run folder; the plain loop's starts from the loaded arrays. Device: {device};
-alkit's precision: {args.precision}; the plain loop's: fp32.
+alkit's precision: {resolve_precision(args.precision, device)} (`--precision {args.precision}`); the plain loop's: fp32.
 
 {chr(10).join(table)}
 
@@ -160,8 +153,15 @@ Scoring code on the same models: the plain loop's pools took {plain_t['score']:.
 not counted in the plain loop's wall time).
 """
     print(body)
+    a_f1, p_f1 = results["alkit"]["f1"], results["plain"]["f1"]
+    used = resolve_precision(args.precision, device)
+    metrics = {"device": device.type, "precision": used, "default_path": used == resolve_precision("auto", device),
+               "alkit_wall_s": results["alkit"]["wall"], "plain_wall_s": results["plain"]["wall"], "rounds": rounds + 1,
+               "largest_f1_shortfall_pts": round(max(p_f1[n] - a_f1[n] for n in p_f1) * 100, 1)}
     if not args.smoke:
-        write_section("end-to-end" if default else f"end-to-end-{device.type}-{args.precision}", body)
+        save_result(device_key("end-to-end", device) + f"-{used}", "end_to_end",
+                    f"End to end: one standard run on {device.type.upper()}, alkit in {used}",
+                    markdown_blocks(body), metrics)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ random labels (BENCHMARKS.md, "Training recipe: cifar10, 10,000 labels").
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,8 @@ import alkit
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
 from alkit.storage.run_store import RunStore
-from benchmarks.common import command, commit, machine, write_section
+from benchmarks.common import save_result, table
+from benchmarks.render import render_blocks
 
 MINORITY = (0, 1, 2, 3, 4)
 
@@ -37,17 +37,20 @@ def _at(c, n: int) -> float | None:
     return float(c.mean[hit[0]]) if hit.size else None
 
 
-def _paired_cells(strategy: str, curve, ref, budgets: list[int]) -> list[str]:
-    """The seed-paired difference vs random at each budget, as table cells ("–" where none)."""
-    cells = []
+def _paired(strategy: str, curve, ref, budgets: list[int]) -> dict[str, list[float | None] | None]:
+    """The seed-paired difference vs random at each budget, in points, with its p-value (None for 1 seed)."""
+    out: dict[str, list[float | None] | None] = {}
     for n in budgets:
         comp = paired_vs(curve, ref, at=n) if ref is not None and strategy != "random" else None
-        if comp is None:
-            cells.append("–")
-        else:
-            p_text = f"p={comp.p_value:.3f}" if comp.n_seeds > 1 else "1 seed, no p"
-            cells.append(f"{comp.mean_diff * 100:+.2f} pts ({p_text})")
-    return cells
+        out[str(n)] = None if comp is None else [round(comp.mean_diff * 100, 2),
+                                                 comp.p_value if comp.n_seeds > 1 else None]
+    return out
+
+
+def _delta_cell(d: list[float | None] | None) -> str:
+    if d is None:
+        return "–"
+    return f"{d[0]:+.2f} pts (" + (f"p={d[1]:.3f}" if d[1] is not None else "1 seed, no p") + ")"
 
 
 def complete_seeds(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[str, Any]], list[int]]:
@@ -65,62 +68,85 @@ def complete_seeds(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[
     return [r for r in rows if r["dataset"] == dataset and r["seed"] not in partial], partial
 
 
-def summarise(run_dir: Path) -> str:
+def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 10000)
+              ) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+    """The section's blocks (settings, tables per dataset) and its metrics (what the headline reads)."""
     with RunStore(run_dir / "runs.sqlite") as store:
         all_rows, full, config = store.rounds(), store.full_data(), store.config() or {}
-    out = []
+    blocks: list[str | dict[str, Any]] = []
+    metrics: dict[str, Any] = {"datasets": {}}
     for ds in sorted({r["dataset"] for r in all_rows}):
         rows, partial = complete_seeds(all_rows, ds)
         f1 = curves(rows, ds, "f1_macro")
         acc = curves(rows, ds, "accuracy")
-        budgets = [n for n in (2000, 5000, 10000) if any(n in c.n_labeled for c in f1.values())]
+        budgets = [n for n in budgets_wanted if any(n in c.n_labeled for c in f1.values())]
         ref = f1.get("random")
         ref_final = float(ref.mean[-1]) if ref is not None else None
-        head = ["strategy", "seeds"] + [f"F1 @{n // 1000}k" for n in budgets] + [f"acc @{n // 1000}k" for n in budgets] \
-            + ["AUBC", "labels to random's final F1"] + [f"ΔF1 vs random @{n // 1000}k (p)" for n in budgets]
-        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        summary: dict[str, Any] = {"max_labels": int(max(c.n_labeled[-1] for c in f1.values())), "strategies": {}}
         for s, c in sorted(f1.items()):
-            cells = [s, str(len(c.per_seed))]
-            cells += [f"{v:.4f}" if (v := _at(c, n)) is not None else "–" for n in budgets]
-            cells += [f"{v:.4f}" if (v := _at(acc[s], n)) is not None else "–" for n in budgets]
-            cells.append(f"{aubc(c.n_labeled, c.mean):.4f}")
             reach = labels_to_target(c.n_labeled, c.mean, ref_final) if ref_final is not None else None
-            cells.append(f"{reach:,}" if reach else "not reached")
-            cells += _paired_cells(s, c, ref, budgets)
-            lines.append("| " + " | ".join(cells) + " |")
-        minority = _minority_recall_table(rows, ds, budgets)
+            summary["strategies"][s] = {
+                "seeds": len(c.per_seed), "curve": {str(int(n)): round(float(v), 4) for n, v in zip(c.n_labeled, c.mean)},
+                "f1": {str(n): _at(c, n) for n in budgets}, "accuracy": {str(n): _at(acc[s], n) for n in budgets},
+                "aubc": aubc(c.n_labeled, c.mean), "labels_to_random_final": int(reach) if reach else None,
+                "delta_f1": _paired(s, c, ref, budgets)}
+        _minority_recall(rows, ds, budgets, summary)
         full_ds = [r for r in full if r["dataset"] == ds]
-        full_line = (f"Full-data reference ({full_ds[0]['n_labeled']:,} labels): macro F1 "
-                     f"{np.mean([r['f1_macro'] for r in full_ds]):.4f}, accuracy {np.mean([r['accuracy'] for r in full_ds]):.4f}."
-                     if full_ds else "Full-data reference: not run.")
-        left_out = [f"Seeds {partial} have not finished every round and are left out."] if partial else []
-        out += [f"### {ds}", "", *lines, "", full_line, *left_out, ""]
-        if minority:
-            out += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):", "",
-                    *minority, ""]
+        if full_ds:
+            summary["full_data"] = {"n_labeled": full_ds[0]["n_labeled"], "f1": float(np.mean([r["f1_macro"] for r in full_ds])),
+                                    "accuracy": float(np.mean([r["accuracy"] for r in full_ds]))}
+        metrics["datasets"][ds] = summary
+        blocks += [f"### {ds}", _main_table(summary, budgets)]
+        fd = summary.get("full_data")
+        blocks.append(f"Full-data reference ({fd['n_labeled']:,} labels): macro F1 {fd['f1']:.4f}, accuracy "
+                      f"{fd['accuracy']:.4f}." if fd else "Full-data reference: not run.")
+        if partial:
+            blocks.append(f"Seeds {partial} have not finished every round and are left out.")
+        if "minority_recall" in next(iter(summary["strategies"].values())):
+            blocks += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):",
+                       _minority_table(summary, budgets)]
     loop, train = config.get("loop", {}), config.get("train", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
-                f"candidates {loop.get('candidates') or 'whole pool'}, epochs {train.get('epochs')}, batch "
-                f"{train.get('batch_size')}, lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), init {train.get('init', 'glorot')}, "
+                f"initial set {loop.get('initial_set', 'random')}, candidates {loop.get('candidates') or 'whole pool'}, "
+                f"epochs {train.get('epochs')}, min_steps {train.get('min_steps', 0)}, batch {train.get('batch_size')}, "
+                f"lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), init {train.get('init', 'glorot')}, "
                 f"augment {train.get('augment')}, seeds {config.get('seeds')}")
-    return f"Run folder `{run_dir}` ({settings}).\n\n" + "\n".join(out)
+    return [f"Run folder `{run_dir}` ({settings}).", *blocks], metrics
 
 
-def _minority_recall_table(rows: list[dict[str, Any]], dataset: str, budgets: list[int]) -> list[str]:
+def _main_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
+    k = [f"@{n // 1000}k" if n % 1000 == 0 else f"@{n}" for n in budgets]
+    columns = (["strategy", "seeds"] + [f"F1 {b}" for b in k] + [f"acc {b}" for b in k]
+               + ["AUBC", "labels to random's final F1"] + [f"ΔF1 vs random {b} (p)" for b in k])
+    rows = []
+    for name, st in summary["strategies"].items():
+        reach = st["labels_to_random_final"]
+        rows.append([name, st["seeds"]] + [st["f1"][str(n)] for n in budgets] + [st["accuracy"][str(n)] for n in budgets]
+                    + [st["aubc"], f"{reach:,}" if reach else "not reached"]
+                    + [_delta_cell(st["delta_f1"][str(n)]) for n in budgets])
+    return table(columns, rows, [None, None] + [".4f"] * (2 * len(budgets)) + [".4f", None] + [None] * len(budgets))
+
+
+def _minority_recall(rows: list[dict[str, Any]], dataset: str, budgets: list[int], summary: dict[str, Any]) -> None:
+    """Adds each strategy's minority recall (classes 0–4) and its paired gain, on imbalanced datasets."""
     if "imbalanced" not in dataset and "[" not in dataset:
-        return []
+        return
     extended = [{**r, "minority_recall": float(np.mean([r["per_class"]["recall"][c] for c in MINORITY]))}
                 for r in rows if r["dataset"] == dataset and r.get("per_class")]
     rec = curves(extended, dataset, "minority_recall")
     ref = rec.get("random")
-    head = ["strategy"] + [f"recall @{n // 1000}k" for n in budgets] \
-        + [f"Δ vs random @{n // 1000}k (p)" for n in budgets]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for s, c in sorted(rec.items()):
-        cells = [s] + [f"{v:.4f}" if (v := _at(c, n)) is not None else "–" for n in budgets]
-        cells += _paired_cells(s, c, ref, budgets)
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+    for s, c in rec.items():
+        summary["strategies"][s]["minority_recall"] = {str(n): _at(c, n) for n in budgets}
+        summary["strategies"][s]["delta_minority_recall"] = _paired(s, c, ref, budgets)
+
+
+def _minority_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
+    k = [f"@{n // 1000}k" if n % 1000 == 0 else f"@{n}" for n in budgets]
+    columns = ["strategy"] + [f"recall {b}" for b in k] + [f"Δ vs random {b} (p)" for b in k]
+    rows = [[name] + [st["minority_recall"][str(n)] for n in budgets]
+            + [_delta_cell(st["delta_minority_recall"][str(n)]) for n in budgets]
+            for name, st in summary["strategies"].items()]
+    return table(columns, rows, [None] + [".4f"] * len(budgets) + [None] * len(budgets))
 
 
 def main() -> None:
@@ -154,11 +180,11 @@ def main() -> None:
         run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-smoke" if args.smoke else ""))
         alkit.run(args.dataset, [s for s in args.strategies.split(",") if s], [int(s) for s in args.seeds.split(",")],
                   out=run_dir, progress=not args.smoke, **kw)
-    body = (f"## Label efficiency: {run_dir.name}\n\nCommand: `{command()}` · commit `{commit()}` · "
-            f"{time.strftime('%Y-%m-%d')}\nMachine: {machine()}\n\n" + summarise(run_dir))
-    print(body)
+    blocks, metrics = summarise(run_dir)
+    print(render_blocks(blocks))
     if not args.smoke:
-        write_section(f"label-efficiency-{run_dir.name}", body)
+        save_result(f"label-efficiency-{run_dir.name}", "label_efficiency", f"Label efficiency: {run_dir.name}",
+                    blocks, metrics)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from alkit.models.seeded import init_weights
 from alkit.strategies import ModelOutputs, QueryContext, get_strategy
 from alkit.strategies.streaming import streaming_query
 from alkit.training.trainer import Normalizer
-from benchmarks.common import command, commit, machine, write_section
+from benchmarks.common import markdown_blocks, save_result
 
 
 def rss_anon_mib() -> float:
@@ -90,6 +90,7 @@ def strategy_section(args: argparse.Namespace) -> None:
     ctx.embeddings(), ctx.labeled_embeddings(), ctx.logits()
     table = ["| strategy | pool | k | RssAnon before (MiB) | peak RssAnon (MiB) | peak beyond the outputs (MiB) | seconds |",
              "|---|---|---|---|---|---|---|"]
+    beyond: dict[str, float] = {}
     for name in ("coreset", "badge"):
         base = rss_anon_mib()
         t0 = time.perf_counter()
@@ -97,14 +98,10 @@ def strategy_section(args: argparse.Namespace) -> None:
             chosen = get_strategy(name).query(ctx, args.k)
         seconds = time.perf_counter() - t0
         assert len(set(chosen.tolist())) == args.k
+        beyond[name] = peak.peak - base
         table.append(f"| `{name}` | {args.pool:,} x {args.dim} | {args.k:,} | {base:,.0f} | {peak.peak:,.0f} | "
                      f"{peak.peak - base:,.0f} | {seconds:,.1f} |")
-    body = f"""## Memory of core-set and BADGE
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-The strategies' own work on {args.pool:,} candidates with {args.dim}-d float32 embeddings, 10 classes and
+    body = f"""The strategies' own work on {args.pool:,} candidates with {args.dim}-d float32 embeddings, 10 classes and
 {n_labeled:,} labeled images, after the round's outputs are cached (as the loop holds them). Target: under
 1 GiB (1,024 MiB) beyond the pool. Core-set computes distances in 4096 x 4096 blocks; BADGE never forms
 the N x C·D gradient embeddings.
@@ -113,7 +110,8 @@ the N x C·D gradient embeddings.
 """
     print(body)
     if not args.smoke:
-        write_section("memory-strategies", body)
+        save_result("memory-strategies", "memory", "Memory of core-set and BADGE", markdown_blocks(body),
+                    {"strategies": beyond})
 
 
 def scoring_section(args: argparse.Namespace) -> None:
@@ -160,12 +158,7 @@ def scoring_section(args: argparse.Namespace) -> None:
     n_images = [args.memmap_images, args.png_images]
     table += [f"| {name} | {b:,.0f} | {p:,.0f} | {p - b:,.0f} | {s:,.1f} | {n / s:,.0f} |"
               for (name, b, p, s, _), n in zip(rows, n_images)]
-    body = f"""## Memory while scoring large pools
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-Margin scoring with `alkit.strategies.streaming.streaming_query` (batches of 256, chunks of 16,384,
+    body = f"""Margin scoring with `alkit.strategies.streaming.streaming_query` (batches of 256, chunks of 16,384,
 running top-{args.k:,}), reference CNN at 28x28x1. Target: peak memory beyond the pool itself ≤ 1.5 GiB
 (1,536 MiB). "RssAnon" excludes the memmapped file's page cache.
 
@@ -173,7 +166,8 @@ running top-{args.k:,}), reference CNN at 28x28x1. Target: peak memory beyond th
 """
     print(body)
     if not args.smoke:
-        write_section("memory", body)
+        save_result("memory", "memory", "Memory while scoring large pools", markdown_blocks(body),
+                    {"pools": {name: p - b for name, b, p, _, _ in rows}})
 
 
 if __name__ == "__main__":

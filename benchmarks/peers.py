@@ -30,7 +30,7 @@ from alkit.strategies import ModelOutputs, QueryContext, get_strategy
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
-from benchmarks.common import command, commit, machine, write_section
+from benchmarks.common import device_key, markdown_blocks, save_result
 
 CPU = torch.device("cpu")
 
@@ -152,12 +152,7 @@ def main() -> None:
     table += [f"| {s} | {a:.1f} | {b:.1f} | {m:.1f} | {b / a:.2f}x | {m / a:.2f}x |" for s, a, b, m in rows]
     agree = ["| strategy | top-k overlap with baal | with modAL |", "|---|---|---|"]
     agree += [f"| {s} | {b:.1%} | {m:.1%} |" for s, b, m in agreement]
-    body = f"""## Round time vs baal and modAL
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-One round each: train the reference CNN from the same initial weights on {args.initial:,} labels
+    body = f"""One round each: train the reference CNN from the same initial weights on {args.initial:,} labels
 ({args.epochs} epochs, batch 64, Adam 1e-3), predict on the {len(pool):,}-image unlabeled pool, score,
 select {args.query:,}. baal {_version('baal')}, modAL {_version('modAL-python')}, skorch {_version('skorch')}.
 
@@ -168,8 +163,10 @@ Selection agreement given the same trained weights (top-{args.query:,} sets):
 {chr(10).join(agree)}
 """
     print(body)
+    metrics = {"device": "cpu", "rounds": {s: {"alkit_s": a, "baal_s": b, "modal_s": m} for s, a, b, m in rows},
+               "agreement": {s: {"baal": b, "modal": m} for s, b, m in agreement}}
     if not args.smoke:
-        write_section("peers", body)
+        save_result(device_key("peers", CPU), "peers", "Round time vs baal and modAL", markdown_blocks(body), metrics)
 
 
 def _version(name: str) -> str:

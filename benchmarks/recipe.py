@@ -38,7 +38,7 @@ from alkit.training.batchnorm import recalibrate_batchnorm
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
-from benchmarks.common import save_result, table
+from benchmarks.common import markdown_blocks, save_result, table
 
 CPU = torch.device("cpu")
 VARIANTS = ("10:no:constant:128", "10:no:cosine:128", "10:no:constant:64", "10:no:cosine:64",
@@ -147,7 +147,7 @@ def low_budget_study(args: argparse.Namespace) -> None:
         print(r)
     if not args.smoke:
         save_result(f"recipe-low-budget-{args.dataset}", "recipe", f"Training length at 20 to 2,000 labels: {args.dataset}",
-                    tables=[table(columns, rows, formats)], text=text, metrics=metrics)
+                    [*text, table(columns, rows, formats)], metrics)
 
 
 def main() -> None:
@@ -190,12 +190,7 @@ def main() -> None:
              "|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {c.epochs} | {'yes' if c.augment else 'no'} | {c.lr_schedule} | {c.batch_size} | {c.lr:g} | "
               f"{c.weight_decay:g} | {c.init} | {f1:.4f} | {acc:.4f} | {s:.0f} |" for _, c, f1, acc, s in rows]
-    body = f"""## Training recipe: {args.dataset}, {args.labels:,} labels
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-The reference CNN trained once per variant on the same {args.labels:,} random {args.dataset} training
+    body = f"""The reference CNN trained once per variant on the same {args.labels:,} random {args.dataset} training
 labels (seed {args.seed}: same images, initial weights and batch order), scored on the
 {len(ds.y_test):,}-image test set. One seed: differences under about 0.5 points are within noise.
 "train s" is wall time, comparable only between the rows of one run.
@@ -204,7 +199,10 @@ labels (seed {args.seed}: same images, initial weights and batch order), scored 
 """
     print(body)
     if not args.smoke:
-        write_section(section_name(args.dataset, args.labels, args.seed, args.tag), body)
+        save_result(section_name(args.dataset, args.labels, args.seed, args.tag), "recipe",
+                    f"Training recipe: {args.dataset}, {args.labels:,} labels" + (f", {args.tag}" if args.tag else "")
+                    + (f" (seed {args.seed})" if args.seed else ""), markdown_blocks(body),
+                    {"variants": {text: {"f1": f1, "accuracy": acc} for text, _, f1, acc, _ in rows}})
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from alkit.strategies import PoolPrediction, entropy_scores, margin_scores, top_
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
-from benchmarks.common import best_of, command, commit, machine, write_section
+from benchmarks.common import best_of, device_key, markdown_blocks, save_result
 
 
 def baseline_logits(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, batch: int = 128,
@@ -171,12 +171,8 @@ def main() -> None:
               if bf16_pool != args.pool else "")
     quantize = (f", int8 quantisation {quantize_seconds:.1f} s (calibrated on the 1,000 labeled images)"
                 if quantize_seconds is not None else "")
-    body = f"""## Pool scoring throughput{"" if on_cpu else f" on {dev.type.upper()}"}
-
-Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}
-Machine: {machine()}
-
-Pool: the first {args.pool:,} Fashion-MNIST training images on {dev}; the reference CNN trained 5 epochs on
+    title = f"Pool scoring throughput on {'the CPU' if on_cpu else dev.type.upper()}"
+    body = f"""Pool: the first {args.pool:,} Fashion-MNIST training images on {dev}; the reference CNN trained 5 epochs on
 1,000 labels; best of {args.repeats} runs per variant{subset}. Softmax + scoring + top-{k} over the pool takes
 {select_seconds * 1000:.0f} ms per strategy.
 
@@ -190,8 +186,13 @@ One-off preparation per trained model: TorchScript freezing {freeze_seconds:.1f}
 {compile_seconds:.1f} s (first call, including compilation).
 """
     print(body)
+    exact = {name: overlap(name, "margin") == "100.0%" and overlap(name, "entropy") == "100.0%" for name, _ in rows}
+    default = next(name for name, _ in rows if "(default path" in name)
+    metrics = {"device": dev.type, "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
+                                                    "exact": exact[default]},
+               "fastest_exact": max(rate / base_rate for name, rate in rows if exact[name])}
     if not args.smoke:
-        write_section("scoring" if on_cpu else f"scoring-{dev.type}", body)
+        save_result(device_key("scoring", dev), "scoring", title, markdown_blocks(body), metrics)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch
 
 import alkit
 from alkit.models.device import resolve_device
-from benchmarks.common import command, commit, machine, write_section
+from benchmarks.common import device_key, markdown_blocks, save_result
 
 
 def _timed_run(out: Path, workers: int, seeds: list[int], kw: dict[str, Any]) -> tuple[float, list[dict[str, Any]]]:
@@ -97,9 +97,7 @@ def main() -> None:
         gap = max(abs(r["f1_macro"] - f1[(r["seed"], r["round"])]) for r in one)
         agree = (f"largest F1 difference {gap * 100:.2f} points ({torch.get_num_threads()} threads in one process, "
                  f"{max(1, torch.get_num_threads() // args.workers)} per worker)")
-    body = (f"## Parallel seeds: one process vs {args.workers} workers on {device.type}\n\n"
-            f"Command: `{command()}` · commit `{commit()}` · {time.strftime('%Y-%m-%d')}\nMachine: {machine()}\n\n"
-            f"Fashion-MNIST, margin, {len(seeds)} paired seeds, {kw['initial']:,} initial labels +{kw['query']:,} "
+    body = (f"Fashion-MNIST, margin, {len(seeds)} paired seeds, {kw['initial']:,} initial labels +{kw['query']:,} "
             f"for {kw['rounds']} rounds, {kw['epochs']} epochs; {len(one)} rounds in each run.\n\n"
             "| run | wall s | rounds per minute |\n|---|---|---|\n"
             f"| one process | {one_s:.1f} | {len(one) / one_s * 60:.1f} |\n"
@@ -113,7 +111,9 @@ def main() -> None:
     if bad:
         raise SystemExit(f"workers benchmark: {agree}")
     if not args.smoke:
-        write_section(f"workers-{device.type}", body)
+        save_result(device_key("workers", device), "workers",
+                    f"Parallel seeds: one process vs {args.workers} workers on {device.type}", markdown_blocks(body),
+                    {"device": device.type, "one_process_s": one_s, "workers_s": par_s, "ray_s": ray_s})
 
 
 if __name__ == "__main__":

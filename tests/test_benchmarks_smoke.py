@@ -82,8 +82,8 @@ def test_end_to_end_smoke() -> None:
     assert "with alkit's `predict_logits`" in out
 
 
-def test_minority_recall_table_pairs_seeds_against_random() -> None:
-    from benchmarks.label_efficiency import _minority_recall_table
+def test_minority_recall_pairs_seeds_against_random() -> None:
+    from benchmarks.label_efficiency import _minority_recall, _minority_table
 
     rows = []
     for seed, (rand, marg) in enumerate([(0.40, 0.55), (0.50, 0.60), (0.45, 0.65)]):
@@ -92,25 +92,34 @@ def test_minority_recall_table_pairs_seeds_against_random() -> None:
                 recall = [0.3] * 5 + [0.9] * 5 if n == 1000 else [minority] * 5 + [0.9] * 5
                 rows.append({"dataset": "fashion-mnist-imbalanced", "strategy": strategy, "seed": seed,
                              "n_labeled": n, "per_class": {"recall": recall}})
-    table = _minority_recall_table(rows, "fashion-mnist-imbalanced", [2000])
-    margin = next(line for line in table if line.startswith("| margin"))
-    assert "| 0.6000 |" in margin and "+15.00 pts" in margin
-    assert next(line for line in table if line.startswith("| random")).endswith("| 0.4500 | – |")
-    assert _minority_recall_table(rows, "fashion-mnist", [2000]) == []
+    summary = {"strategies": {"margin": {}, "random": {}}}
+    _minority_recall(rows, "fashion-mnist-imbalanced", [2000], summary)
+    margin = summary["strategies"]["margin"]
+    assert margin["minority_recall"]["2000"] == pytest.approx(0.60)
+    assert margin["delta_minority_recall"]["2000"][0] == pytest.approx(15.0)
+    assert summary["strategies"]["random"]["delta_minority_recall"]["2000"] is None
+    table = _minority_table(summary, [2000])
+    assert table["columns"] == ["strategy", "recall @2k", "Δ vs random @2k (p)"]
+    assert table["rows"][1][2] == "–" and table["rows"][0][2].startswith("+15.00 pts (p=0.")
+    plain = {"strategies": {"margin": {}, "random": {}}}
+    _minority_recall(rows, "fashion-mnist", [2000], plain)
+    assert plain == {"strategies": {"margin": {}, "random": {}}}
 
 
-def test_paired_cells_give_no_p_value_for_one_seed() -> None:
+def test_paired_differences_give_no_p_value_for_one_seed() -> None:
     from alkit.reporting.summary import curves
-    from benchmarks.label_efficiency import _paired_cells
+    from benchmarks.label_efficiency import _delta_cell, _paired
 
     rows = [{"dataset": "d", "strategy": s, "seed": seed, "n_labeled": 2000, "f1_macro": f1}
             for seed, (rand, marg) in enumerate([(0.80, 0.82), (0.81, 0.84)]) for s, f1 in (("random", rand), ("margin", marg))]
     one = curves([r for r in rows if r["seed"] == 0], "d", "f1_macro")
     two = curves(rows, "d", "f1_macro")
-    assert _paired_cells("margin", one["margin"], one["random"], [2000]) == ["+2.00 pts (1 seed, no p)"]
-    cell = _paired_cells("margin", two["margin"], two["random"], [2000])[0]
+    assert _paired("margin", one["margin"], one["random"], [2000]) == {"2000": [2.0, None]}
+    assert _delta_cell([2.0, None]) == "+2.00 pts (1 seed, no p)"
+    cell = _delta_cell(_paired("margin", two["margin"], two["random"], [2000])["2000"])
     assert cell.startswith("+2.50 pts (p=0.") and "nan" not in cell
-    assert _paired_cells("random", two["random"], two["random"], [2000]) == ["–"]
+    assert _paired("random", two["random"], two["random"], [2000]) == {"2000": None}
+    assert _delta_cell(None) == "–"
 
 
 def test_complete_seeds_leaves_out_a_seed_that_stopped_early() -> None:

@@ -5,13 +5,12 @@ Conv(64)+ReLU, BN, Dropout .25, Flatten, Dense 512+ReLU, BN, Dropout .5, Dense(c
 Convolutions are 3x3 with Keras' default 'valid' padding. At 32x32x3 with 10 classes it has
 3,349,418 trainable parameters and 1,408 BN running statistics, exactly as the Keras model.
 The loop draws the weights with :func:`alkit.models.seeded.init_weights`: PyTorch's default
-scheme unless ``init: glorot`` asks for Keras' (0.7 to 1.2 F1 points worse on 5,000 labels).
+scheme unless ``init: glorot`` asks for Keras' (worse here: BENCHMARKS.md, ``recipe-fashion-mnist-5000-init``).
 
 One deliberate difference: BN running statistics update with momentum 0.1 (PyTorch's
 default) instead of Keras' 0.01 (``momentum=0.99`` in Keras' convention). With a few
 hundred optimizer steps, as on 1,000 labels, Keras' rate leaves the running statistics
-near their initial values and test accuracy near chance (measured: 0.19 vs 0.81 on
-Fashion-MNIST after 10 epochs on 1,000 labels). Pass ``bn_momentum=0.01`` for Keras' rate.
+near their initial values and test accuracy near chance. Pass ``bn_momentum=0.01`` for Keras' rate.
 """
 from __future__ import annotations
 

@@ -53,9 +53,8 @@ def init_weights(model: nn.Module, generator: torch.Generator, scheme: str = "to
     """Draw every conv and dense layer's weights from ``generator``; BN gets gamma 1 / beta 0.
 
     ``torch``: PyTorch's default, weights and biases uniform in +-1/sqrt(fan_in).
-    ``glorot``: Keras' default, Glorot-uniform kernels and zero biases. On 5,000 Fashion-MNIST
-    labels the reference CNN scores 0.7 and 1.2 macro-F1 points higher with ``torch`` on two
-    seeds (BENCHMARKS.md, "Training recipe ... init").
+    ``glorot``: Keras' default, Glorot-uniform kernels and zero biases; the reference CNN scores
+    lower with it (BENCHMARKS.md, sections ``recipe-fashion-mnist-5000-init*``).
     """
     if scheme not in INIT_SCHEMES:
         raise ValueError(f"init scheme '{scheme}' is unknown; choose {', '.join(INIT_SCHEMES)}")

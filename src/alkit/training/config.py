@@ -19,9 +19,8 @@ class TrainConfig:
 
     ``precision``: training's; ``auto`` is fp32 on a GPU and bf16 autocast on a CPU that runs
     bf16 natively (see ``resolve_precision``); the precision used is recorded with every round.
-    The pool and the test set are always scored in fp32: bf16 logits reorder near-ties, and on an
-    H100 the bf16 margin top-1000 kept only 92.5 to 92.7% of fp32's in two runs (BENCHMARKS.md,
-    "Pool scoring throughput on CUDA").
+    The pool and the test set are always scored in fp32: bf16 logits reorder near-ties, so a bf16
+    margin top-k is not fp32's (BENCHMARKS.md, ``scoring-*``).
     ``eval_batch_size``: images per scoring batch; unset, 256 on the CPU and 1024 on a GPU.
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
     ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
@@ -67,6 +66,6 @@ class TrainConfig:
         return self
 
     def eval_batch_for(self, device: torch.device) -> int:
-        """The scoring batch: ``eval_batch_size`` if set, else 256 on the CPU and 1024 on a GPU, where
-        batch 1024 measured 3.3x to 4.6x a batch-128 loop on an H100, with identical selections."""
+        """The scoring batch: ``eval_batch_size`` if set, else 256 on the CPU and 1024 on a GPU, where the
+        larger batch measured faster with identical selections (BENCHMARKS.md, ``scoring-cuda``)."""
         return self.eval_batch_size or (1024 if device.type == "cuda" else 256)

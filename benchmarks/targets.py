@@ -1,0 +1,204 @@
+"""The product's measurable targets, each evaluated on the current results data.
+
+A target reads the metrics of the result that holds its evidence and returns a status (met, missed,
+not measured), the figure, and the result's key. The status table in BENCHMARKS.md is these rows,
+so it changes when a benchmark is rerun and never by hand.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+Outcome = tuple[str, str, list[str]]  # status, figure, evidence keys
+NOT_MEASURED: Outcome = ("not measured", "–", [])
+
+
+@dataclass(frozen=True)
+class Target:
+    issue: int
+    measure: str
+    goal: str
+    evaluate: Callable[[list[dict[str, Any]]], Outcome]
+
+
+def _le(current: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
+    from benchmarks.render import headline_run
+
+    return headline_run(current, dataset)
+
+
+def _best_delta(ds: dict[str, Any], budget: int, field: str = "delta_f1") -> tuple[str, list[float | None]] | None:
+    found = [(name, s[field][str(budget)]) for name, s in ds["strategies"].items()
+             if name != "random" and s.get(field, {}).get(str(budget))]
+    return max(found, key=lambda item: item[1][0]) if found else None
+
+
+def _p(p: float | None) -> str:
+    return f"p={p:.3f}" if p is not None else "1 seed"
+
+
+def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1") -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        run = _le(current, dataset)
+        found = _best_delta(run["metrics"]["datasets"][dataset], budget, field) if run else None
+        if not found:
+            return NOT_MEASURED
+        name, (diff, p) = found
+        seeds = run["metrics"]["datasets"][dataset]["strategies"][name]["seeds"]
+        return ("met" if diff >= goal else "missed", f"{name} {diff:+.2f} points ({_p(p)}, {seeds} seeds)", [run["key"]])
+    return evaluate
+
+
+def labels_needed(dataset: str, goal: int) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        from benchmarks.render import best_strategy
+
+        run = _le(current, dataset)
+        if not run or run["metrics"]["datasets"][dataset]["max_labels"] < 10_000:
+            return NOT_MEASURED
+        name, s = best_strategy(run["metrics"]["datasets"][dataset])
+        need = s["labels_to_random_final"]
+        return ("met" if need and need <= goal else "missed", f"{name}: {need:,}" if need else f"{name}: not reached",
+                [run["key"]])
+    return evaluate
+
+
+def best_f1_at(dataset: str, budget: int, goal: float) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        run = _le(current, dataset)
+        if not run:
+            return NOT_MEASURED
+        f1 = [(s["f1"].get(str(budget)), name) for name, s in run["metrics"]["datasets"][dataset]["strategies"].items()
+              if name != "random" and s["f1"].get(str(budget)) is not None]
+        if not f1:
+            return NOT_MEASURED
+        value, name = max(f1)
+        return ("met" if value >= goal else "missed", f"{name} {value:.4f}", [run["key"]])
+    return evaluate
+
+
+def memory_within(key: str, field: str, goal_mib: float) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        run = next((r for r in current if r["key"] == key), None)
+        if not run:
+            return NOT_MEASURED
+        values = run["metrics"][field]
+        worst = max(values.values())
+        return ("met" if worst <= goal_mib else "missed",
+                ", ".join(f"{k.split(' (')[0]} {v:,.0f} MiB" for k, v in values.items()), [key])
+    return evaluate
+
+
+def _by_machine(current: list[dict[str, Any]], kind: str, want: str) -> list[dict[str, Any]]:
+    """Results of ``kind`` on machines of type ``want``: ``gpu``, ``avx512-bf16`` or ``avx2`` CPUs."""
+    from benchmarks.render import machine_kind
+
+    found = []
+    for r in current:
+        if r["kind"] != kind:
+            continue
+        on_gpu = machine_kind(r).startswith("GPU")
+        if (want == "gpu") == on_gpu and (on_gpu or r["machine"]["isa"] == want):
+            found.append(r)
+    return found
+
+
+def scoring_speedup(want: str, goal: float) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        runs = _by_machine(current, "scoring", want)
+        if not runs:
+            return NOT_MEASURED
+        run = runs[-1]
+        d = run["metrics"]["default_path"]
+        exact = "identical selection" if d["exact"] else "selection differs"
+        ok = d["exact"] and d["speedup"] >= goal
+        return ("met" if ok else "missed", f"{d['speedup']:.2f}x, {exact}", [run["key"]])
+    return evaluate
+
+
+def round_vs_peers(want: str, goal: float) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        runs = _by_machine(current, "peers", want)
+        if not runs:
+            return NOT_MEASURED
+        m = runs[-1]["metrics"]["rounds"]["margin"]
+        worst = min(m["baal_s"], m["modal_s"]) / m["alkit_s"]
+        return ("met" if worst >= goal else "missed",
+                f"baal {m['baal_s'] / m['alkit_s']:.2f}x, modAL {m['modal_s'] / m['alkit_s']:.2f}x", [runs[-1]["key"]])
+    return evaluate
+
+
+def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        runs = [r for r in _by_machine(current, "end_to_end", want) if r["metrics"].get("default_path")]
+        if not runs:
+            return NOT_MEASURED
+        m = runs[-1]["metrics"]
+        ratio = m["alkit_wall_s"] / m["plain_wall_s"]
+        f1_ok = m["largest_f1_shortfall_pts"] <= 0.3
+        return ("met" if ratio <= goal and f1_ok else "missed",
+                f"{ratio:.2f}x the plain loop's time; F1 at most {m['largest_f1_shortfall_pts']:.1f} points under it",
+                [runs[-1]["key"]])
+    return evaluate
+
+
+def low_budget(metric: str) -> Callable[..., Outcome]:
+    """Targets of the low-budget protocol (``benchmarks/label_efficiency.py --protocol low-budget``)."""
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        run = next((r for r in current if r["metrics"].get("low_budget", {}).get(metric)), None)
+        if not run:
+            return NOT_MEASURED
+        m = run["metrics"]["low_budget"][metric]
+        return (m["status"], m["figure"], [run["key"]])
+    return evaluate
+
+
+TARGETS = (
+    Target(15, "Fashion-MNIST: best strategy − random at 5k", "≥ +2.5 F1 points", best_gain("fashion-mnist", 5000, 2.5)),
+    Target(15, "Fashion-MNIST: labels the best strategy needs for random's 10k F1", "≤ 4,000",
+           labels_needed("fashion-mnist", 4000)),
+    Target(15, "CIFAR-10: best strategy − random at 10k", "≥ +2 F1 points", best_gain("cifar10", 10000, 2.0)),
+    Target(15, "Imbalanced Fashion-MNIST: best strategy − random at 5k", "≥ +7 F1 points",
+           best_gain("fashion-mnist-imbalanced", 5000, 7.0)),
+    Target(15, "Imbalanced Fashion-MNIST: minority recall gain at 5k", "≥ +15 points",
+           best_gain("fashion-mnist-imbalanced", 5000, 15.0, "delta_minority_recall")),
+    Target(15, "Core-set and BADGE on 59,000 × 512-d embeddings, k = 1,000: peak memory beyond the outputs",
+           "≤ 1,024 MiB", memory_within("memory-strategies", "strategies", 1024)),
+    Target(16, "Fashion-MNIST, random, 100 labels: macro-F1", "≥ 0.70", low_budget("random_at_100")),
+    Target(16, "Fashion-MNIST, 200 labels with `--epochs 2`: macro-F1", "≥ 0.60", low_budget("epochs2_at_200")),
+    Target(16, "Fashion-MNIST: best label-free initial set − random initial set, 20–100 labels", "≥ +3 points, p < 0.05",
+           low_budget("label_free_gain")),
+    Target(16, "Every budget ≥ 100 labels: margin − random", "≥ −1 point", low_budget("margin_floor")),
+    Target(20, "Pool scoring vs eager fp32 batch-128 loop, identical selection (CPU with native bf16)", "≥ 2.5x",
+           scoring_speedup("avx512-bf16", 2.5)),
+    Target(20, "Pool scoring vs eager fp32 batch-128 loop, identical selection (AVX2-only CPU)", "≥ 1.8x",
+           scoring_speedup("avx2", 1.8)),
+    Target(20, "Pool scoring vs eager fp32 batch-128 loop, identical selection (GPU)", "≥ 2.5x",
+           scoring_speedup("gpu", 2.5)),
+    Target(20, "One AL round vs baal and modAL (CPU with native bf16)", "≥ 3x", round_vs_peers("avx512-bf16", 3.0)),
+    Target(20, "One AL round vs baal and modAL (AVX2-only CPU)", "≥ 2x", round_vs_peers("avx2", 2.0)),
+    Target(20, "Standard run vs the plain eager-fp32 loop, F1 within 0.3 points (CPU with native bf16)",
+           "≤ 0.5x its time", end_to_end("avx512-bf16", 0.5)),
+    Target(20, "Standard run vs the plain eager-fp32 loop, F1 within 0.3 points (AVX2-only CPU)", "≤ 0.5x its time",
+           end_to_end("avx2", 0.5)),
+    Target(20, "Standard run vs the plain eager-fp32 loop, F1 within 0.3 points (GPU)", "≤ 0.5x its time",
+           end_to_end("gpu", 0.5)),
+    Target(0, "Fashion-MNIST: best strategy's macro-F1 at 5k", "≥ 0.90", best_f1_at("fashion-mnist", 5000, 0.90)),
+    Target(0, "1M-image memmap and 100k PNGs: peak memory beyond the pool while scoring", "≤ 1,536 MiB",
+           memory_within("memory", "pools", 1536)),
+)
+
+
+def status_table(current: list[dict[str, Any]]) -> str:
+    from benchmarks.render import md_table
+
+    rows = []
+    for t in TARGETS:
+        status, figure, keys = t.evaluate(current)
+        shown = f"**{status}**" if status != "not measured" else status
+        rows.append([f"#{t.issue}" if t.issue else "product", t.measure, t.goal, shown, figure,
+                     ", ".join(f"[{k}](#{k})" for k in keys) or "–"])
+    return "\n\n".join(["## Status of the targets",
+                        "One line per target of the open issues (and the product's original targets), evaluated on "
+                        "the current results by `benchmarks/targets.py`.",
+                        md_table(["issue", "measure", "target", "status", "measured", "evidence"], rows)])

@@ -1,0 +1,87 @@
+"""BENCHMARKS.md is generated from the results data: the committed file is what the data gives, and a rerun
+of one benchmark replaces its section and the headline and status figures taken from it."""
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.common import BENCHMARKS_MD, RESULTS, cpu_isa, machine_line, markdown_blocks, save_result, table
+from benchmarks.render import best_strategy, headline, md_table, render
+from benchmarks.targets import TARGETS, status_table
+
+
+def test_committed_benchmarks_md_is_what_the_committed_results_give() -> None:
+    assert BENCHMARKS_MD.read_text() == render(RESULTS), "run: python -m benchmarks.render"
+
+
+def _label_efficiency(gain_5k: float, need: int | None) -> dict:
+    def strategy(f1_5k: float, delta: float | None, reach: int | None) -> dict:
+        return {"seeds": 3, "f1": {"2000": 0.85, "5000": f1_5k}, "accuracy": {"2000": 0.85, "5000": f1_5k},
+                "aubc": 0.86, "labels_to_random_final": reach,
+                "delta_f1": {"2000": None if delta is None else [1.0, 0.04], "5000": None if delta is None else [delta, 0.01]}}
+    return {"datasets": {"fashion-mnist": {"max_labels": 5000, "strategies": {
+        "random": strategy(0.88, None, 5000), "margin": strategy(0.88 + gain_5k / 100, gain_5k, need)}}}}
+
+
+def test_a_rerun_archives_the_old_result_and_moves_the_headline(tmp_path: Path) -> None:
+    blocks = ["A paragraph.", table(["strategy", "F1"], [["margin", 0.9012], ["random", None]], [None, ".3f"])]
+    save_result("label-efficiency-x", "label_efficiency", "Label efficiency: x", blocks, _label_efficiency(1.5, 4000),
+                results=tmp_path)
+    first = render(tmp_path)
+    assert "| margin | 0.901 |" in first and "| random | – |" in first
+    assert "| Fashion-MNIST | margin (3 seeds) | 4,000 | 5,000 | 1.2x fewer labels |" in first
+    assert "| #15 | Fashion-MNIST: best strategy − random at 5k | ≥ +2.5 F1 points | **missed** |" in first
+    assert "# Archive" not in first
+
+    save_result("label-efficiency-x", "label_efficiency", "Label efficiency: x", blocks, _label_efficiency(3.0, 2500),
+                results=tmp_path)
+    second = render(tmp_path)
+    assert len(list((tmp_path / "archive").glob("label-efficiency-x-*.json"))) == 1
+    assert "| Fashion-MNIST | margin (3 seeds) | 2,500 | 5,000 | 2.0x fewer labels |" in second
+    assert "| #15 | Fashion-MNIST: best strategy − random at 5k | ≥ +2.5 F1 points | **met** | margin +3.00 points" in second
+    assert second.index("# Archive") > second.index("## Status of the targets")
+
+
+def test_every_target_evaluates_on_the_committed_results() -> None:
+    current = [json.loads(p.read_text()) for p in RESULTS.glob("*.json")]
+    for target in TARGETS:
+        status, figure, keys = target.evaluate(current)
+        assert status in ("met", "missed", "not measured"), target.measure
+        assert all((RESULTS / f"{k}.json").exists() for k in keys)
+    assert status_table([]).count("not measured") == len(TARGETS)
+
+
+def test_headline_prefers_the_run_with_more_seeds_and_names_the_fastest_strategy() -> None:
+    ds = _label_efficiency(2.0, 3000)["datasets"]["fashion-mnist"]
+    ds["strategies"]["entropy"] = {**ds["strategies"]["margin"], "labels_to_random_final": None}
+    assert best_strategy(ds)[0] == "margin"
+    one_seed = json.loads(json.dumps(ds))
+    for s in one_seed["strategies"].values():
+        s["seeds"] = 1
+    runs = [{"key": k, "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": d}}}
+            for k, d in (("few", one_seed), ("many", ds))]
+    assert "[many](#many)" in headline(runs) and "[few](#few)" not in headline(runs)
+
+
+def test_markdown_blocks_and_tables_round_trip() -> None:
+    body = "Intro line\nsecond line.\n\n| a | b |\n|---|---|\n| 1 | x |\n\nAfter."
+    blocks = markdown_blocks(body)
+    assert blocks[0] == "Intro line\nsecond line." and blocks[2] == "After."
+    assert blocks[1]["columns"] == ["a", "b"] and blocks[1]["rows"] == [["1", "x"]]
+    assert md_table(blocks[1]["columns"], blocks[1]["rows"]) == "| a | b |\n|---|---|\n| 1 | x |"
+    assert md_table(["n"], [["a|b"]]) == "| n |\n|---|\n| a\\|b |"
+
+
+@pytest.mark.parametrize(("flags", "isa"), [("fpu avx2 avx512f avx512_bf16", "avx512-bf16"), ("avx2 amx_bf16", "avx512-bf16"),
+                                            ("sse4_2 avx2 fma", "avx2"), ("sse4_2", "none")])
+def test_cpu_type_comes_from_the_flags(flags: str, isa: str) -> None:
+    assert cpu_isa(flags) == isa
+    info = {"cpu": "X", "isa": isa, "cores": 2, "memory_gib": 24, "gpu": None, "python": "3.11", "torch": "2", "threads": 2}
+    assert machine_line(info).startswith("X [") and "no GPU" in machine_line(info)
+
+
+def test_results_data_is_valid_json_with_the_required_fields() -> None:
+    for path in [*RESULTS.glob("*.json"), *(RESULTS / "archive").glob("*.json")]:
+        r = json.loads(path.read_text())
+        assert {"key", "kind", "title", "command", "commit", "date", "machine", "blocks", "metrics"} <= set(r), path
+        assert r["machine"]["isa"] in ("avx512-bf16", "avx2", "none", "unknown"), path

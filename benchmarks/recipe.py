@@ -73,7 +73,7 @@ def _evaluate(model, ds, norm: Normalizer) -> tuple[float, float]:
 
 def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int) -> dict:
     """Train once on ``labels`` random labels with ``min_steps``; F1 as trained and after BN re-estimation."""
-    cfg = TrainConfig(min_steps=min_steps).validate()
+    cfg = TrainConfig(min_steps=min_steps, bn_recalibration=False).validate()  # re-estimated below, per mode
     rng = numpy_rng(seed, 0, "initial")
     order = rng.permutation(len(ds.y_train))
     labeled, pool_sample = np.sort(order[:labels]), np.sort(order[labels:labels + 2000])

@@ -62,7 +62,8 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
                    help="random order until this many labels from 2+ classes exist (default: max(10, 2 x classes))")
     p.add_argument("--budget", type=int, default=None, help="label budget shown on the page")
     p.add_argument("--image-size", default=None, help="WxH the model sees (default: 32x32)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs per retrain (default: 15)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs per retrain, with the engine's "
+                   "rule of at least 50 optimizer steps per epoch (default: 10)")
     p.add_argument("--import-csv", help="import labels from a CSV with columns file,label")
     p.add_argument("--import-folders", action="store_true", help="images in ROOT/<class>/ take that class as a label")
     p.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; others require a token)")
@@ -148,7 +149,7 @@ def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     token = access_token(host, opts.get("token"))
     retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
                           retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
-                          train=TrainConfig(epochs=int(opts.get("epochs", 15)), batch_size=32, min_steps=150))
+                          train=TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs))))
     if retrainer.ready() and project.model_version() == 0:
         retrainer.request()
     app = create_app(project, retrainer, token=token, lease_seconds=float(opts.get("lease_seconds", 300)),

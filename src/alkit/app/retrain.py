@@ -63,7 +63,7 @@ class Retrainer:
         self.image_size = image_size
         self.retrain_every = retrain_every
         self.min_labels = min_labels or max(10, 2 * len(project.classes))
-        self.train_cfg = (train or TrainConfig(epochs=15, batch_size=32, min_steps=150)).validate()
+        self.train_cfg = (train or TrainConfig()).validate()
         self.seed = seed
         self.device = resolve_device(self.train_cfg.device)
         self.precision = resolve_precision(self.train_cfg.precision, self.device)

@@ -22,7 +22,8 @@ CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLU
 JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
 # Settings added after run folders already existed, with the value those folders were run with,
 # so that a folder made by an older alkit still resumes with its original settings.
-LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot"},
+LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot",
+                                                         "bn_recalibration": False},
                                                "loop": {"embedder": None}}
 
 _SCHEMA = f"""

@@ -8,16 +8,19 @@ over the given images.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
-from alkit.training.trainer import Normalizer
+if TYPE_CHECKING:
+    from alkit.training.trainer import Normalizer
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
-def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, indices: np.ndarray, normalizer: Normalizer,
+def recalibrate_batchnorm(model: nn.Module, x: np.ndarray, indices: np.ndarray, normalizer: "Normalizer",
                           device: torch.device, batch_size: int = 256) -> int:
     """Replace every BatchNorm layer's running mean and variance by their average over ``x[indices]``.
 

@@ -11,6 +11,8 @@ from alkit.models.seeded import INIT_SCHEMES
 from alkit.validation import check_field_types
 
 LR_SCHEDULES = ("constant", "cosine")
+STEPS_PER_EPOCH_FLOOR = 50
+BN_RECALIBRATION_IMAGES = 10_000
 
 
 @dataclass
@@ -26,9 +28,15 @@ class TrainConfig:
     ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
     to 0 over the round's training, which lets a round end at a well-converged model.
     ``init``: how fresh weights are drawn, ``torch`` (PyTorch's default) or ``glorot`` (Keras').
-    ``min_steps``: run extra epochs until at least this many optimizer steps were taken; on
-    a few dozen labels an epoch is one or two steps, too few to train at all (the labeling app
-    uses 150). 0 keeps exactly ``epochs``.
+    ``min_steps``: run extra epochs until at least this many optimizer steps were taken. On a few
+    dozen labels an epoch is one or two steps, too few to train at all. Unset, it is
+    ``STEPS_PER_EPOCH_FLOOR`` x ``epochs`` (500 for the default 10 epochs): an epoch counts as at
+    least that many steps, so the rule changes nothing from about 3,200 labels up (batch 64) and
+    ``epochs`` still sets how long training is. 0 keeps exactly ``epochs``. Chosen by measurement at
+    20 to 2,000 labels (BENCHMARKS.md, ``recipe-low-budget-*``).
+    ``bn_recalibration``: after training, re-estimate BatchNorm's running statistics on the labeled
+    images (up to ``BN_RECALIBRATION_IMAGES``, an even stride through them), with dropout off, as
+    evaluation sees them (:func:`alkit.training.batchnorm.recalibrate_batchnorm`).
     """
 
     epochs: int = 10
@@ -40,16 +48,17 @@ class TrainConfig:
     precision: str = "auto"
     warm_start: bool = False
     eval_batch_size: int | None = None
-    min_steps: int = 0
+    min_steps: int | None = None
     lr_schedule: str = "cosine"
     init: str = "torch"
+    bn_recalibration: bool = True
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")
-        if self.min_steps < 0:
+        if self.min_steps is not None and self.min_steps < 0:
             raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
@@ -64,6 +73,10 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: '{self.precision}' is unknown; choose {', '.join(PRECISIONS)}")
         return self
+
+    def step_floor(self) -> int:
+        """The fewest optimizer steps a round's training takes (the ``min_steps`` rule)."""
+        return STEPS_PER_EPOCH_FLOOR * self.epochs if self.min_steps is None else self.min_steps
 
     def eval_batch_for(self, device: torch.device) -> int:
         """The scoring batch: ``eval_batch_size`` if set, else 256 on the CPU and 1024 on a GPU, where the

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from alkit.models.seeded import set_dropout_generator
-from alkit.training.config import TrainConfig
+from alkit.training.batchnorm import recalibrate_batchnorm
+from alkit.training.config import BN_RECALIBRATION_IMAGES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     labels = torch.as_tensor(y, dtype=torch.long)
     last = float("nan")
     steps_per_epoch = max(1, sum(1 for _ in _batches(indices, cfg.batch_size)))
-    epochs = max(cfg.epochs, -(-cfg.min_steps // steps_per_epoch))
+    epochs = max(cfg.epochs, -(-cfg.step_floor() // steps_per_epoch))
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
     data = _LabeledSet(x, labels, indices, normalizer, device)
     with reproducible_kernels(device):
@@ -150,4 +151,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
                 count += len(yb)
             last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
+    if cfg.bn_recalibration:
+        step = -(-len(indices) // BN_RECALIBRATION_IMAGES)
+        with reproducible_kernels(device):
+            recalibrate_batchnorm(model, x, np.sort(indices)[::step], normalizer, device, batch_size=256)
     return last

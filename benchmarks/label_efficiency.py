@@ -7,7 +7,14 @@ Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random i
     python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --epochs 20 --augment
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
+    python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
+
+The low-budget protocol: 20 random initial labels, +20 per round up to ``--max-labels`` (default
+200), ``random`` and ``margin`` from the random initial set, and ``random`` from each label-free
+initial set (TypiClust and ProbCover on the default PCA embedder), all with the default training
+rule; plus the 200-label ``--epochs 2`` check. It summarises F1 per budget, AUBC and the seed-paired
+differences against random sampling from a random initial set, and evaluates the issue's targets.
 
 The run folder (``--out``, default ``runs/bench-<dataset>``) resumes after an interruption, and
 the same command with a larger --max-labels, more seeds or strategies extends a finished run.
@@ -21,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 import alkit
 from alkit.models.seeded import INIT_SCHEMES
@@ -149,6 +157,115 @@ def _minority_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, An
     return table(columns, rows, [None] + [".4f"] * len(budgets) + [None] * len(budgets))
 
 
+LOW_BUDGET_ARMS = {"random": ("random", "random"), "margin": ("random", "margin"),
+                   "typiclust, then random": ("typiclust", "random"), "probcover, then random": ("probcover", "random")}
+LABEL_FREE_WINDOW = (20, 100)
+
+
+def low_budget(args: argparse.Namespace) -> None:
+    """Run (or resume) the low-budget protocol's folders, then summarise them as one result."""
+    seeds = [int(x) for x in args.seeds.split(",")]
+    step, top = 20, args.max_labels if args.max_labels != 10_000 else 200
+    base = Path(args.out or f"runs/low-budget-{args.dataset}")
+    common: dict[str, Any] = dict(initial=step, query=step, budget=top, full_data="none", progress=not args.smoke,
+                                  report=False)
+    if args.smoke:
+        seeds, top = [0, 1], 40
+        common.update(budget=top, candidates=600, epochs=1, min_steps=5)
+    folders = {}
+    for initial_set in ("random", "typiclust", "probcover"):
+        strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})
+        folders[initial_set] = base.with_name(base.name + ("" if initial_set == "random" else f"-{initial_set}"))
+        alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
+    check = base.with_name(base.name + "-epochs2")
+    alkit.run(args.dataset, ["random"], seeds, out=check, initial=200 if not args.smoke else 40, rounds=0,
+              epochs=2 if not args.smoke else 1, full_data="none", progress=False, report=False,
+              **({"min_steps": 5} if args.smoke else {}))
+    rows = []
+    for arm, (initial_set, strategy) in LOW_BUDGET_ARMS.items():
+        with RunStore(folders[initial_set] / "runs.sqlite") as store:
+            rows += [{**r, "strategy": arm} for r in store.rounds() if r["strategy"] == strategy]
+    with RunStore(check / "runs.sqlite") as store:
+        epochs2 = [(r["n_labeled"], r["f1_macro"]) for r in store.rounds()]
+    blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check)
+    print(render_blocks(blocks))
+    if not args.smoke:
+        save_result(f"label-efficiency-low-budget-{args.dataset}", "label_efficiency",
+                    f"Low-budget protocol: {args.dataset}, 20 to {top} labels", blocks, metrics)
+
+
+def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[tuple[int, float]], folders: dict[str, Path],
+                       check: Path) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+    f1 = curves(rows, dataset, "f1_macro")
+    ref = f1["random"]
+    budgets = [int(n) for n in ref.n_labeled]
+    k = [f"@{n}" for n in budgets]
+    curve_rows = [[arm, len(c.per_seed)] + [float(v) for v in c.mean] + [aubc(c.n_labeled, c.mean)]
+                  for arm, c in f1.items()]
+    diff_rows, deltas = [], {}
+    for arm, c in f1.items():
+        if arm == "random":
+            continue
+        deltas[arm] = _paired(arm, c, ref, budgets)
+        area = paired_vs(c, ref, use_aubc=True)
+        diff_rows.append([arm] + [_delta_cell(deltas[arm][str(n)]) for n in budgets]
+                         + [_delta_cell([round(area.mean_diff * 100, 2), area.p_value if area.n_seeds > 1 else None])])
+    lo, hi = LABEL_FREE_WINDOW
+    window = [i for i, n in enumerate(budgets) if lo <= n <= hi]
+    label_free = {}
+    for arm in ("typiclust, then random", "probcover, then random"):
+        if arm in f1:
+            c = f1[arm]
+            per_seed = [float(np.mean(c.per_seed[s][window] - ref.per_seed[s][window])) * 100 for s in sorted(ref.per_seed)]
+            p = float(stats.ttest_1samp(per_seed, 0.0).pvalue) if len(per_seed) > 1 else None
+            label_free[arm] = (float(np.mean(per_seed)), p)
+    best_free = max(label_free, key=lambda a: label_free[a][0]) if label_free else None
+    random_100 = float(ref.mean[budgets.index(100)]) if 100 in budgets else None
+    margin_floor = min((deltas["margin"][str(n)][0], n) for n in budgets if n >= 100) if "margin" in deltas and \
+        any(n >= 100 for n in budgets) else None
+    targets: dict[str, Any] = {}
+    if random_100 is not None:
+        targets["random_at_100"] = {"status": "met" if random_100 >= 0.70 else "missed",
+                                    "figure": f"{random_100:.4f} ({len(ref.per_seed)} seeds)"}
+    if epochs2:
+        e2 = float(np.mean([f for _, f in epochs2]))
+        targets["epochs2_at_200"] = {"status": "met" if e2 >= 0.60 else "missed",
+                                     "figure": f"{e2:.4f} ({len(epochs2)} seeds)"}
+    if best_free:
+        gain, p = label_free[best_free]
+        targets["label_free_gain"] = {"status": "met" if gain >= 3 and p is not None and p < 0.05 else "missed",
+                                      "figure": f"{best_free.split(',')[0]} {gain:+.2f} points, mean over {lo}–{hi} "
+                                                f"labels (" + (f"p={p:.3f}" if p is not None else "1 seed") + ")"}
+    if margin_floor is not None:
+        targets["margin_floor"] = {"status": "met" if margin_floor[0] >= -1 else "missed",
+                                   "figure": f"lowest {margin_floor[0]:+.2f} points (at {margin_floor[1]})"}
+    blocks: list[str | dict[str, Any]] = [
+        "Run folders: " + ", ".join(f"`{p}`" for p in folders.values()) + f", and `{check}` (the `--epochs 2` check). "
+        "Every arm trains with the default rule (at least 50 optimizer steps per epoch, BatchNorm re-estimated on "
+        "the labeled images) and scores the whole pool; the label-free initial sets use the PCA embedder.",
+        f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
+        table(["arm", "seeds", *[f"F1 {b}" for b in k], "AUBC"], curve_rows,
+              [None, None, *[".4f"] * len(budgets), ".4f"]),
+        "Seed-paired difference against random sampling from a random initial set, in F1 points (p from a paired "
+        "t-test):",
+        table(["arm", *[f"Δ {b}" for b in k], "Δ AUBC"], diff_rows)]
+    if label_free:
+        blocks.append(f"Label-free initial sets, mean paired gain over {lo}–{hi} labels: " + "; ".join(
+            f"{arm.split(',')[0]} {g:+.2f} points (" + (f"p={p:.3f}" if p is not None else "1 seed") + ")"
+            for arm, (g, p) in label_free.items()) + ".")
+    if epochs2:
+        n = epochs2[0][0]
+        blocks.append(f"The `--epochs 2` check (`alkit run --initial {n} --rounds 0 --epochs 2`; the rule makes that at "
+                      f"least 100 optimizer steps): macro-F1 {np.mean([f for _, f in epochs2]):.4f} at {n} labels, per seed "
+                      + ", ".join(f"{v:.4f}" for _, v in epochs2) + ".")
+    summary = {"max_labels": budgets[-1], "strategies": {
+        arm: {"seeds": len(c.per_seed), "curve": {str(n): round(float(v), 4) for n, v in zip(budgets, c.mean)},
+              "f1": {str(n): float(v) for n, v in zip(budgets, c.mean)}, "aubc": aubc(c.n_labeled, c.mean),
+              "labels_to_random_final": labels_to_target(c.n_labeled, c.mean, float(ref.mean[-1])),
+              "delta_f1": deltas.get(arm, {str(n): None for n in budgets})} for arm, c in f1.items()}}
+    return blocks, {"low_budget": targets, "low_budget_curves": {dataset: summary}}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="fashion-mnist")
@@ -166,8 +283,13 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel (same results)")
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
+    ap.add_argument("--protocol", choices=["standard", "low-budget"], default="standard",
+                    help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round (see above)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
+    if args.protocol == "low-budget":
+        low_budget(args)
+        return
     if args.from_run:
         run_dir = args.from_run
     else:

@@ -151,3 +151,33 @@ def test_token_policy() -> None:
     assert access_token("localhost", None) is None
     assert len(access_token("0.0.0.0", None)) > 16 and access_token("192.0.2.1", "given") == "given"
     assert access_token("127.0.0.1", "t") == "t"
+
+
+def test_the_app_trains_with_the_engines_recipe(photos) -> None:
+    r = Retrainer(_project(photos[0]), "margin", image_size=(28, 28))
+    assert r.train_cfg == TrainConfig()
+
+
+@pytest.mark.parametrize("kind", ["typiclust", "probcover"])
+def test_label_free_cold_start_puts_its_picks_first(photos, kind: str) -> None:
+    from alkit.loop.seeding import numpy_rng
+    from alkit.strategies.cold_start import cold_start_set, pca_embedder
+
+    p = _project(photos[0])
+    r = Retrainer(p, "margin", image_size=(28, 28), min_labels=12, cold_start=kind)
+    pool, holdout = p.unlabeled_ids()
+    x, kept = r._arrays(pool)
+    picks = {kept[i] for i in cold_start_set(kind, x, 12, numpy_rng(0, 0, "cold-start-set"), pca_embedder, len(CLASSES))}
+    queue = p.queue(len(pool) + len(holdout))
+    first = [i for i in queue if i not in set(holdout)][:12]
+    assert set(first) == picks and sorted(queue) == sorted(pool + holdout)
+    random_first = [i for i in Retrainer(_project(photos[0]), "margin", image_size=(28, 28), min_labels=12).project.queue(400)
+                    if i not in set(holdout)][:12]
+    assert set(random_first) == set(first)  # the queue is stored: a restart keeps the cold-start order
+
+
+def test_unknown_cold_start_is_refused(photos) -> None:
+    from alkit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="cold_start 'kmeans' is unknown"):
+        Retrainer(_project(photos[0]), cold_start="kmeans")

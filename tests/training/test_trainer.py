@@ -100,9 +100,17 @@ def _count_steps(model, x, y, cfg, indices=None) -> int:
 
 def test_min_steps_adds_epochs_and_single_sample_batches_are_skipped():
     x, y = _quadrant_data(10)
-    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4)) == 3
-    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4, min_steps=10)) == 12
-    assert _count_steps(_model(), x, y, TrainConfig(epochs=1, batch_size=4), indices=np.arange(9)) == 2
+    exact = dict(epochs=1, batch_size=4, bn_recalibration=False)
+    assert _count_steps(_model(), x, y, TrainConfig(min_steps=0, **exact)) == 3
+    assert _count_steps(_model(), x, y, TrainConfig(min_steps=10, **exact)) == 12
+    assert _count_steps(_model(), x, y, TrainConfig(min_steps=0, **exact), indices=np.arange(9)) == 2
+    # the default rule: an epoch counts as at least 50 steps, so 1 epoch of 3 steps becomes 17 epochs
+    assert _count_steps(_model(), x, y, TrainConfig(**exact)) == 51
+    assert TrainConfig().step_floor() == 500 and TrainConfig(epochs=2).step_floor() == 100
+
+
+def test_default_rule_changes_nothing_on_large_labeled_sets():
+    assert TrainConfig().step_floor() <= 10 * (3200 // 64)
 
 
 def test_fit_trains_only_on_the_given_indices():
@@ -110,7 +118,8 @@ def test_fit_trains_only_on_the_given_indices():
     seen = []
     model = _model()
     handle = model.register_forward_hook(lambda m, inp, out: seen.append(inp[0].shape[0]))
-    _fit(model, x, y, TrainConfig(epochs=3, batch_size=64), indices=np.array([0, 5, 7, 11, 30]))
+    _fit(model, x, y, TrainConfig(epochs=3, batch_size=64, min_steps=0, bn_recalibration=False),
+         indices=np.array([0, 5, 7, 11, 30]))
     handle.remove()
     assert seen == [5, 5, 5]
 

@@ -10,13 +10,14 @@ from typing import Any
 from alkit.errors import AlkitError, ConfigError
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
-                "token", "lease_seconds", "import_csv", "import_folders", "min_labels"}
+                "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start"}
+COLD_STARTS = ("random", "typiclust", "probcover")
 # (type, smallest allowed value) of each option that is a number; None: no lower bound
 _NUMBERS: dict[str, tuple[type, float | None]] = {
     "retrain_every": (int, 1), "budget": (int, 1), "epochs": (int, 1), "port": (int, 1), "min_labels": (int, 2),
     "lease_seconds": (float, 1),
 }
-_STRINGS = ("db", "strategy", "host", "token", "import_csv")
+_STRINGS = ("db", "strategy", "host", "token", "import_csv", "cold_start")
 
 
 def _check_options(opts: dict[str, Any], where: str) -> None:
@@ -36,6 +37,8 @@ def _check_options(opts: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: {key} = {opts[key]!r} must be a string")
     if "import_folders" in opts and not isinstance(opts["import_folders"], bool):
         raise ConfigError(f"{where}: import_folders = {opts['import_folders']!r} must be true or false")
+    if opts.get("cold_start", "random") not in COLD_STARTS:
+        raise ConfigError(f"{where}: cold_start = {opts['cold_start']!r} is unknown; choose {', '.join(COLD_STARTS)}")
     if "strategy" in opts:
         from alkit.strategies import StrategySpec
 
@@ -58,6 +61,9 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--strategy", default=None, help="query strategy, as for alkit run: margin, bald:samples=10, badge, "
                                                  "class-balanced:base=margin, ... (default: margin)")
     p.add_argument("--retrain-every", type=int, default=None, help="retrain after this many new labels (default: 10)")
+    p.add_argument("--cold-start", choices=COLD_STARTS, default=None,
+                   help="the order before the first model: random, or label-free typiclust / probcover on PCA "
+                        "embeddings of the images (default: random)")
     p.add_argument("--min-labels", type=int, default=None,
                    help="random order until this many labels from 2+ classes exist (default: max(10, 2 x classes))")
     p.add_argument("--budget", type=int, default=None, help="label budget shown on the page")
@@ -149,6 +155,7 @@ def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     token = access_token(host, opts.get("token"))
     retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
                           retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
+                          cold_start=opts.get("cold_start", "random"),
                           train=TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs))))
     if retrainer.ready() and project.model_version() == 0:
         retrainer.request()

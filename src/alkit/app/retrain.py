@@ -17,13 +17,14 @@ from torch import nn
 
 from alkit.app.project import HOLDOUT_EVERY, LabelProject
 from alkit.data.images import read_image
-from alkit.errors import DatasetError
+from alkit.errors import ConfigError, DatasetError
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.loop.outputs import model_outputs
 from alkit.strategies import PoolPrediction, QueryContext, StrategySpec
+from alkit.strategies.cold_start import COLD_START, cold_start_set, pca_embedder
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
@@ -50,13 +51,19 @@ def interleave_holdout(ranked: list[int], holdout: list[int], rng: np.random.Gen
 class Retrainer:
     """Owns the model of a labeling project and retrains it in a background thread.
 
-    ``min_labels``: random (cold-start) order is used until this many training labels
-    exist, covering at least two classes; default ``max(10, 2 * classes)``.
+    ``min_labels``: the cold-start order is used until this many training labels exist, covering at
+    least two classes; default ``max(10, 2 * classes)``. ``cold_start``: that order, ``random``, or
+    label-free ``typiclust`` / ``probcover`` on PCA embeddings of the pool
+    (:mod:`alkit.strategies.cold_start`): their first ``min_labels`` picks come first, the rest follow
+    in random order.
     """
 
     def __init__(self, project: LabelProject, strategy: str = "margin", image_size: tuple[int, int] = (32, 32),
                  retrain_every: int = 10, min_labels: int | None = None, train: TrainConfig | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, cold_start: str = "random") -> None:
+        if cold_start not in ("random", *COLD_START):
+            raise ConfigError(f"cold_start '{cold_start}' is unknown; choose random, {', '.join(COLD_START)}")
+        self.cold_start = cold_start
         self.project = project
         self.strategy_name = strategy
         self.strategy = StrategySpec.parse(strategy).build()
@@ -82,6 +89,13 @@ class Retrainer:
         pool, holdout = self.project.unlabeled_ids()
         rng = numpy_rng(self.seed, 0, "cold-start")
         order = [pool[i] for i in rng.permutation(len(pool))]
+        if self.cold_start != "random" and len(pool) > 1:
+            x, kept = self._arrays(pool)
+            picks = cold_start_set(self.cold_start, x, self.min_labels, numpy_rng(self.seed, 0, "cold-start-set"),
+                                   pca_embedder, len(self.project.classes))
+            first = [kept[i] for i in picks]
+            chosen = set(first)
+            order = first + [i for i in order if i not in chosen and i in set(kept)]
         self.project.set_queue(interleave_holdout(order, holdout, rng))
 
     def ready(self) -> bool:

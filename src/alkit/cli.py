@@ -72,6 +72,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "dozen labels an epoch is one step (default: 50 x --epochs; 0: exactly --epochs)")
     g.add_argument("--bn-recalibration", action=argparse.BooleanOptionalAction, default=True,
                    help="after training, re-estimate BatchNorm's statistics on the labeled images (default: on)")
+    g.add_argument("--scoring", choices=["auto", "fp32", "two-stage"], default="auto",
+                   help="score-based strategies: two-stage (a bf16 pass over the pool, fp32 rescoring of the "
+                        "shortlist that can reach the top k; fp32's selection) or fp32 (default: auto, two-stage "
+                        "where bf16 is native)")
     g.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
@@ -225,7 +229,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         strategies=split_strategies(args.strategies), seeds=args.seeds,
         initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
         initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, min_steps=args.min_steps,
-        bn_recalibration=args.bn_recalibration, batch_size=args.batch_size, lr=args.lr,
+        bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,

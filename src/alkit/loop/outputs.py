@@ -16,8 +16,9 @@ from alkit.training.trainer import Normalizer
 
 
 def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, device: torch.device, batch_size: int,
-                  seed: int, round_: int) -> ModelOutputs:
-    """Outputs of ``model`` on rows of ``x``, computed on first use."""
+                  seed: int, round_: int, cheap_precision: str | None = None) -> ModelOutputs:
+    """Outputs of ``model`` on rows of ``x``, computed on first use; with ``cheap_precision`` (``bf16``) a
+    cheap logits pass for two-stage scoring as well."""
 
     def forward(idx: np.ndarray, embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return predict_outputs(model, x, idx, normalizer, device, "fp32", batch_size, embeddings)
@@ -27,4 +28,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                                  torch_generator(seed, round_, "mc", device), derive_seed(seed, round_, "mc"),
                                  batch_size)
 
-    return ModelOutputs(forward, mc)
+    def cheap(idx: np.ndarray) -> np.ndarray:
+        return predict_outputs(model, x, idx, normalizer, device, cheap_precision or "fp32", batch_size)[0]
+
+    return ModelOutputs(forward, mc, cheap if cheap_precision else None)

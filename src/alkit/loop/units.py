@@ -180,7 +180,8 @@ class UnitRunner:
         batch = self.config.train.eval_batch_for(device)
         logits = predict_logits(model, ds.x_test, None, norm, device, "fp32", batch)
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
-        outputs = model_outputs(model, ds.x_train, norm, device, batch, seed, round_)
+        outputs = model_outputs(model, ds.x_train, norm, device, batch, seed, round_,
+                                self.config.train.cheap_scoring_precision(device))
         return _Trained(model, metrics, train_seconds, loss, outputs)
 
     def _warm_model(self, ds: Dataset, seed: int, state: bytes | None, label: str,
@@ -241,7 +242,7 @@ class UnitRunner:
                     if reuse:
                         shared[reuse] = trained
                 queried = np.zeros(0, dtype=np.int64)
-                select_seconds, score_seconds, n_candidates = 0.0, 0.0, 0
+                select_seconds, score_seconds, n_candidates, scoring = 0.0, 0.0, 0, ""
                 if r < n_rounds:
                     candidates = pool.candidates(loop.candidates, numpy_rng(seed, r, "candidates"))
                     n_candidates = len(candidates)
@@ -257,7 +258,9 @@ class UnitRunner:
                         outputs.prefetch(candidates, strategy.requires)
                     say(desc, "select")
                     t0, before = time.perf_counter(), trained.outputs.seconds
+                    logged = len(trained.outputs.scoring_log)
                     queried = np.asarray(strategy.query(ctx, k), dtype=np.int64)
+                    scoring = "; ".join(r.describe() for r in trained.outputs.scoring_log[logged:]) or "fp32"
                     # model outputs computed lazily inside query count as scoring, not selection;
                     # outputs shared with an earlier strategy of the round are charged to that one only
                     select_seconds = time.perf_counter() - t0 - (trained.outputs.seconds - before)
@@ -272,7 +275,7 @@ class UnitRunner:
                        **trained.metrics,
                        "train_seconds": train_seconds, "score_seconds": score_seconds,
                        "select_seconds": select_seconds, "train_loss": trained.train_loss,
-                       "precision_used": precision, "n_candidates": n_candidates,
+                       "precision_used": precision, "n_candidates": n_candidates, "scoring": scoring,
                        "query_hist": np.bincount(labels[name][queried], minlength=ds.num_classes).tolist()}
                 yield Round(row, queried, state_bytes(trained.model) if warm else None)
                 if len(queried):

@@ -18,13 +18,16 @@ from alkit.errors import RunStoreError
 from alkit.metrics import METRIC_COLUMNS
 
 CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS,
-               "train_seconds", "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates"]
+               "train_seconds", "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates",
+               "scoring"]
 JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
 # Settings added after run folders already existed, with the value those folders were run with,
 # so that a folder made by an older alkit still resumes with its original settings.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot",
-                                                         "bn_recalibration": False},
+                                                         "bn_recalibration": False, "scoring": "fp32"},
                                                "loop": {"embedder": None}}
+
+ADDED_COLUMNS = {"scoring": "TEXT"}
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -34,7 +37,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     dataset TEXT NOT NULL, strategy TEXT NOT NULL, seed INTEGER NOT NULL, round INTEGER NOT NULL,
     n_labeled INTEGER NOT NULL, {", ".join(f"{c} REAL" for c in METRIC_COLUMNS)},
     train_seconds REAL, score_seconds REAL, select_seconds REAL, train_loss REAL,
-    precision_used TEXT, n_candidates INTEGER,
+    precision_used TEXT, n_candidates INTEGER, scoring TEXT,
     per_class TEXT, confusion TEXT, query_hist TEXT, queried BLOB NOT NULL,
     PRIMARY KEY (dataset, strategy, seed, round));
 CREATE TABLE IF NOT EXISTS full_data (
@@ -65,6 +68,10 @@ class RunStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(rounds)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in columns:  # a store made before the column existed
+                    self._db.execute(f"ALTER TABLE rounds ADD COLUMN {name} {kind}")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise RunStoreError(f"{self.path}: not an alkit run store ({exc}); it was left unchanged: move it "
@@ -137,7 +144,7 @@ class RunStore:
     # -- rounds ------------------------------------------------------------------------
     def commit_round(self, row: dict[str, Any], queried: np.ndarray) -> None:
         cols = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS, "train_seconds",
-                "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates"]
+                "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates", "scoring"]
         values = [row.get(c) for c in cols] + [json.dumps(row.get(c)) for c in JSON_COLUMNS] + [_blob(queried)]
         names = cols + JSON_COLUMNS + ["queried"]
         with self._db:

@@ -19,6 +19,7 @@ import numpy as np
 from alkit.errors import StrategyError
 from alkit.strategies.context import LOGITS, OUTPUT_KINDS, PoolPrediction, QueryContext
 from alkit.strategies.scores import top_k
+from alkit.strategies.two_stage import two_stage_scores
 
 
 class QueryStrategy(ABC):
@@ -75,7 +76,14 @@ class ScoreBasedStrategy(QueryStrategy):
 
     def query(self, ctx: QueryContext, k: int) -> np.ndarray:
         self.check_query(ctx, k)
-        scores = np.asarray(self.scores(ctx))
+        staged = None
+        if type(self).scores is ScoreBasedStrategy.scores and ctx.outputs is not None:
+            staged = two_stage_scores(self.score, ctx.outputs, ctx.candidates, k)
+        if staged is not None:
+            scores, record = staged
+            ctx.outputs.scoring_log.append(record)
+        else:
+            scores = np.asarray(self.scores(ctx))
         if len(scores) != len(ctx.candidates):
             raise StrategyError(f"strategy '{self.name}': {len(scores)} scores for {len(ctx.candidates)} candidates")
         return ctx.candidates[top_k(scores, k, ctx.rng)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from scipy.special import log_softmax
@@ -50,14 +50,31 @@ class ModelOutputs:
     """A trained model's outputs on dataset indices, computed on first use and cached for the round.
 
     ``forward(indices, embeddings)`` and ``mc(indices, samples)`` do the work (the loop and the
-    labeling app bind them to their model and images). ``seconds`` accumulates the compute time,
+    labeling app bind them to their model and images). ``cheap(indices)``, where given, is a faster
+    lower-precision logits pass for two-stage scoring (:mod:`alkit.strategies.two_stage`); what each
+    two-stage scoring did is appended to ``scoring_log``. ``seconds`` accumulates the compute time,
     so the caller can charge it to whichever strategy caused it.
     """
 
-    def __init__(self, forward: ForwardFn, mc: MCFn | None = None) -> None:
-        self._forward, self._mc = forward, mc
+    def __init__(self, forward: ForwardFn, mc: MCFn | None = None,
+                 cheap: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self._forward, self._mc, self._cheap = forward, mc, cheap
         self._cache: dict[tuple[str, str], np.ndarray] = {}
         self.seconds = 0.0
+        self.scoring_log: list[Any] = []
+
+    @property
+    def has_cheap_pass(self) -> bool:
+        return self._cheap is not None
+
+    def cheap_logits(self, indices: np.ndarray) -> np.ndarray:
+        """Logits from the cheap pass (not fp32): only for choosing what to rescore in fp32."""
+        if self._cheap is None:
+            raise StrategyError("these model outputs have no cheap pass")
+        key = ("cheap-logits", self._key(indices))
+        if key not in self._cache:
+            self._cache[key] = self._timed(lambda: self._cheap(indices))  # type: ignore[misc]
+        return self._cache[key]
 
     @classmethod
     def from_arrays(cls, indices: np.ndarray, logits: np.ndarray, embeddings: np.ndarray | None = None,
@@ -95,11 +112,10 @@ class ModelOutputs:
             self.seconds += time.perf_counter() - t0
 
     def prefetch(self, indices: np.ndarray, kinds: set[str] | frozenset[str]) -> None:
-        """Compute logits and embeddings in one forward pass when both will be needed."""
+        """Compute logits and embeddings in one forward pass when both will be needed (logits alone are
+        computed when first read, which lets a score-based strategy score in two stages)."""
         if EMBEDDINGS in kinds:
             self.embeddings(indices)
-        elif LOGITS in kinds:
-            self.logits(indices)
 
     def logits(self, indices: np.ndarray) -> np.ndarray:
         key = (LOGITS, self._key(indices))

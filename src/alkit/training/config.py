@@ -6,11 +6,12 @@ from dataclasses import dataclass
 import torch
 
 from alkit.errors import ConfigError
-from alkit.models.device import DEVICES, PRECISIONS
+from alkit.models.device import DEVICES, PRECISIONS, cpu_has_native_bf16
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.validation import check_field_types
 
 LR_SCHEDULES = ("constant", "cosine")
+SCORINGS = ("auto", "fp32", "two-stage")
 STEPS_PER_EPOCH_FLOOR = 50
 BN_RECALIBRATION_IMAGES = 10_000
 
@@ -34,6 +35,10 @@ class TrainConfig:
     least that many steps, so the rule changes nothing from about 3,200 labels up (batch 64) and
     ``epochs`` still sets how long training is. 0 keeps exactly ``epochs``. Chosen by measurement at
     20 to 2,000 labels (BENCHMARKS.md, ``recipe-low-budget-*``).
+    ``scoring``: how score-based strategies score the pool: ``fp32``, or ``two-stage`` (a bf16 pass over
+    every candidate, then fp32 rescoring of the shortlist that can reach the top k; the selection is
+    fp32's, :mod:`alkit.strategies.two_stage`). ``auto`` is two-stage where bf16 runs natively (a GPU, or a
+    CPU with AVX512-BF16 or AMX) and fp32 elsewhere (see ``cheap_scoring_precision``).
     ``bn_recalibration``: after training, re-estimate BatchNorm's running statistics on the labeled
     images (up to ``BN_RECALIBRATION_IMAGES``, an even stride through them), with dropout off, as
     evaluation sees them (:func:`alkit.training.batchnorm.recalibrate_batchnorm`).
@@ -52,6 +57,7 @@ class TrainConfig:
     lr_schedule: str = "cosine"
     init: str = "torch"
     bn_recalibration: bool = True
+    scoring: str = "auto"
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
@@ -62,6 +68,8 @@ class TrainConfig:
             raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
+        if self.scoring not in SCORINGS:
+            raise ConfigError(f"train.scoring: '{self.scoring}' is unknown; choose {', '.join(SCORINGS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"train.lr_schedule: '{self.lr_schedule}' is unknown; choose {', '.join(LR_SCHEDULES)}")
         if self.init not in INIT_SCHEMES:
@@ -77,6 +85,14 @@ class TrainConfig:
     def step_floor(self) -> int:
         """The fewest optimizer steps a round's training takes (the ``min_steps`` rule)."""
         return STEPS_PER_EPOCH_FLOOR * self.epochs if self.min_steps is None else self.min_steps
+
+    def cheap_scoring_precision(self, device: torch.device) -> str | None:
+        """The precision of two-stage scoring's cheap pass on ``device``, or None for plain fp32 scoring."""
+        if self.scoring == "fp32":
+            return None
+        if self.scoring == "two-stage" or device.type == "cuda" or cpu_has_native_bf16():
+            return "bf16"
+        return None
 
     def eval_batch_for(self, device: torch.device) -> int:
         """The scoring batch: ``eval_batch_size`` if set, else 256 on the CPU and 1024 on a GPU, where the

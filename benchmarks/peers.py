@@ -24,7 +24,9 @@ from torch.utils.data import TensorDataset
 
 import alkit
 from alkit.loop.seeding import numpy_rng, torch_generator
+from alkit.loop.outputs import model_outputs
 from alkit.models import ReferenceCNN
+from alkit.models.device import resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.strategies import ModelOutputs, QueryContext, get_strategy
 from alkit.training.config import TrainConfig
@@ -39,6 +41,20 @@ def alkit_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> 
     fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
     logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_for(CPU))
     return select(strategy, logits, ds, labeled, pool, k)
+
+
+def alkit_default_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> np.ndarray:
+    """One round on alkit's default path for this device: training precision ``auto``, BatchNorm re-estimation
+    and two-stage scoring where bf16 is native; the same epochs as the peers (no step floor)."""
+    auto = TrainConfig(epochs=cfg.epochs, batch_size=cfg.batch_size, min_steps=0)
+    fit(model, ds.x_train, ds.y_train, labeled, auto, norm, CPU, resolve_precision(auto.precision, CPU),
+        numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
+    labels = np.full(len(ds.y_train), -1)
+    labels[labeled] = ds.y_train[labeled]
+    outputs = model_outputs(model, ds.x_train, norm, CPU, auto.eval_batch_for(CPU), 0, 1,
+                            auto.cheap_scoring_precision(CPU))
+    ctx = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0), outputs)
+    return get_strategy(strategy).query(ctx, k)
 
 
 def select(strategy: str, logits: np.ndarray, ds, labeled: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
@@ -114,7 +130,7 @@ def main() -> None:
     x_np, y_np = x_t.numpy(), ds.y_train
     labeled = np.sort(numpy_rng(0, 0, "initial").choice(len(ds.y_train), args.initial, replace=False))
     pool = np.setdiff1d(np.arange(len(ds.y_train)), labeled)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=64)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=64, min_steps=0, bn_recalibration=False)  # the peers' recipe
 
     def fresh() -> nn.Module:
         m = ReferenceCNN(ds.image_shape, 10)
@@ -133,7 +149,10 @@ def main() -> None:
         learner = modal_learner(fresh(), x_np, y_np, labeled, strategy, cfg, train=True)
         learner.query(x_np[pool], n_instances=args.query)
         t_modal = time.perf_counter() - t0
-        rows.append((strategy, t_alkit, t_baal, t_modal))
+        t0 = time.perf_counter()
+        alkit_default_round(fresh(), ds, norm, labeled, pool, args.query, strategy, cfg)
+        t_default = time.perf_counter() - t0
+        rows.append((strategy, t_alkit, t_baal, t_modal, t_default))
         print(rows[-1], flush=True)
 
     trained = fresh()
@@ -146,15 +165,27 @@ def main() -> None:
         theirs_baal = set(baal_select(trained, x_t, y_t, labeled, args.query, strategy, 64).tolist())
         idx, _ = modal_learner(trained, x_np, y_np, labeled, strategy, cfg, train=False).query(x_np[pool], n_instances=args.query)
         theirs_modal = set(pool[np.asarray(idx)].tolist())
-        agreement.append((strategy, len(ours & theirs_baal) / args.query, len(ours & theirs_modal) / args.query))
-    table = ["| strategy | alkit s/round | baal s/round | modAL s/round | baal / alkit | modAL / alkit |",
-             "|---|---|---|---|---|---|"]
-    table += [f"| {s} | {a:.1f} | {b:.1f} | {m:.1f} | {b / a:.2f}x | {m / a:.2f}x |" for s, a, b, m in rows]
-    agree = ["| strategy | top-k overlap with baal | with modAL |", "|---|---|---|"]
-    agree += [f"| {s} | {b:.1%} | {m:.1%} |" for s, b, m in agreement]
+        labels = np.full(len(ds.y_train), -1)
+        labels[labeled] = ds.y_train[labeled]
+        staged = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0),
+                              model_outputs(trained, ds.x_train, norm, CPU, cfg.eval_batch_for(CPU), 0, 1,
+                                            TrainConfig().cheap_scoring_precision(CPU)))
+        ours_default = set(get_strategy(strategy).query(staged, args.query).tolist())
+        agreement.append((strategy, len(ours & theirs_baal) / args.query, len(ours & theirs_modal) / args.query,
+                          len(ours & ours_default) / args.query))
+    table = ["| strategy | alkit fp32 s/round | alkit default path s/round | baal s/round | modAL s/round | "
+             "baal / alkit fp32 | modAL / alkit fp32 | baal / alkit default | modAL / alkit default |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    table += [f"| {s} | {a:.1f} | {d:.1f} | {b:.1f} | {m:.1f} | {b / a:.2f}x | {m / a:.2f}x | {b / d:.2f}x | {m / d:.2f}x |"
+              for s, a, b, m, d in rows]
+    agree = ["| strategy | top-k overlap with baal | with modAL | alkit default path vs alkit fp32 |", "|---|---|---|---|"]
+    agree += [f"| {s} | {b:.1%} | {m:.1%} | {d:.1%} |" for s, b, m, d in agreement]
     body = f"""One round each: train the reference CNN from the same initial weights on {args.initial:,} labels
 ({args.epochs} epochs, batch 64, Adam 1e-3), predict on the {len(pool):,}-image unlabeled pool, score,
 select {args.query:,}. baal {_version('baal')}, modAL {_version('modAL-python')}, skorch {_version('skorch')}.
+"alkit fp32" trains and scores in fp32, as the peers do; "alkit default path" is what `alkit run` does on this
+machine with the same epochs: training in {resolve_precision("auto", CPU)}, BatchNorm re-estimated, and
+{"two-stage scoring (bf16 pass, fp32 shortlist)" if TrainConfig().cheap_scoring_precision(CPU) else "fp32 scoring"}.
 
 {chr(10).join(table)}
 
@@ -163,8 +194,9 @@ Selection agreement given the same trained weights (top-{args.query:,} sets):
 {chr(10).join(agree)}
 """
     print(body)
-    metrics = {"device": "cpu", "rounds": {s: {"alkit_s": a, "baal_s": b, "modal_s": m} for s, a, b, m in rows},
-               "agreement": {s: {"baal": b, "modal": m} for s, b, m in agreement}}
+    metrics = {"device": "cpu",
+               "rounds": {s: {"alkit_fp32_s": a, "alkit_s": d, "baal_s": b, "modal_s": m} for s, a, b, m, d in rows},
+               "agreement": {s: {"baal": b, "modal": m, "default_vs_fp32": d} for s, b, m, d in agreement}}
     if not args.smoke:
         save_result(device_key("peers", CPU), "peers", "Round time vs baal and modAL", markdown_blocks(body), metrics)
 

@@ -153,6 +153,24 @@ def low_budget(metric: str) -> Callable[..., Outcome]:
     return evaluate
 
 
+def rule_no_worse(dataset: str) -> Callable[..., Outcome]:
+    """The default training rule (500 steps at 10 epochs, BatchNorm re-estimated on the labeled images) against
+    the old default (exactly 10 epochs, no re-estimation), at 1,000 labels and more."""
+    def evaluate(current: list[dict[str, Any]]) -> Outcome:
+        key = f"recipe-low-budget-{dataset}"
+        run = next((r for r in current if r["key"] == key), None)
+        if not run:
+            return NOT_MEASURED
+        cells = {(c["labels"], c["min_steps"]): c for c in run["metrics"]["cells"]}
+        diffs = [(n, (cells[(n, 500)]["f1_bn_labeled"] - cells[(n, 0)]["f1"]) * 100)
+                 for n, m in sorted(cells) if n >= 1000 and m == 0 and (n, 500) in cells]
+        if not diffs:
+            return NOT_MEASURED
+        worst = min(d for _, d in diffs)
+        return ("met" if worst >= -0.1 else "missed", ", ".join(f"{n:,}: {d:+.2f}" for n, d in diffs) + " points", [key])
+    return evaluate
+
+
 TARGETS = (
     Target(15, "Fashion-MNIST: best strategy − random at 5k", "≥ +2.5 F1 points", best_gain("fashion-mnist", 5000, 2.5)),
     Target(15, "Fashion-MNIST: labels the best strategy needs for random's 10k F1", "≤ 4,000",
@@ -164,6 +182,10 @@ TARGETS = (
            best_gain("fashion-mnist-imbalanced", 5000, 15.0, "delta_minority_recall")),
     Target(15, "Core-set and BADGE on 59,000 × 512-d embeddings, k = 1,000: peak memory beyond the outputs",
            "≤ 1,024 MiB", memory_within("memory-strategies", "strategies", 1024)),
+    Target(16, "Fashion-MNIST: the default training rule vs the old default, ≥ 1,000 labels", "no worse",
+           rule_no_worse("fashion-mnist")),
+    Target(16, "CIFAR-10: the default training rule vs the old default, ≥ 1,000 labels", "no worse",
+           rule_no_worse("cifar10")),
     Target(16, "Fashion-MNIST, random, 100 labels: macro-F1", "≥ 0.70", low_budget("random_at_100")),
     Target(16, "Fashion-MNIST, 200 labels with `--epochs 2`: macro-F1", "≥ 0.60", low_budget("epochs2_at_200")),
     Target(16, "Fashion-MNIST: best label-free initial set − random initial set, 20–100 labels", "≥ +3 points, p < 0.05",

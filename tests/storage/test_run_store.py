@@ -14,24 +14,54 @@ def test_config_diff_names_nested_settings() -> None:
     assert config_diff(old, old) == []
 
 
+OLD = {"bn_recalibration": False, "scoring": "fp32"}  # what folders made before these fields ran with
+
+
 def test_a_run_folder_from_before_lr_schedule_resumes_with_constant_lr_and_glorot(tmp_path: Path) -> None:
-    config = {"train": {"epochs": 2, "lr_schedule": "constant", "init": "glorot"}, "seeds": [0]}
+    config = {"train": {"epochs": 2, "lr_schedule": "constant", "init": "glorot", **OLD}, "seeds": [0]}
     legacy = {"train": {"epochs": 2}, "seeds": [0]}
     with RunStore(tmp_path / "runs.sqlite") as store:
         store.check_config(legacy)
         store.check_config(config)
         with pytest.raises(RunStoreError, match=r"differs in: train.lr_schedule"):
-            store.check_config({"train": {"epochs": 2, "lr_schedule": "cosine", "init": "glorot"}, "seeds": [0]})
+            store.check_config({"train": {"epochs": 2, "lr_schedule": "cosine", "init": "glorot", **OLD}, "seeds": [0]})
         with pytest.raises(RunStoreError, match=r"differs in: train.init\)"):
-            store.check_config({"train": {"epochs": 2, "lr_schedule": "constant", "init": "torch"}, "seeds": [0]})
+            store.check_config({"train": {"epochs": 2, "lr_schedule": "constant", "init": "torch", **OLD}, "seeds": [0]})
 
 
 def test_a_run_folder_from_before_init_resumes_with_glorot(tmp_path: Path) -> None:
     with RunStore(tmp_path / "runs.sqlite") as store:
         store.check_config({"train": {"lr_schedule": "cosine"}})
-        store.check_config({"train": {"lr_schedule": "cosine", "init": "glorot"}})
+        store.check_config({"train": {"lr_schedule": "cosine", "init": "glorot", **OLD}})
         with pytest.raises(RunStoreError, match=r"differs in: train.init\)"):
-            store.check_config({"train": {"lr_schedule": "cosine", "init": "torch"}})
+            store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", **OLD}})
+
+
+def test_a_run_folder_from_before_the_training_rule_names_the_fields_to_set(tmp_path: Path) -> None:
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": 0}})
+        with pytest.raises(RunStoreError, match=r"differs in: train.bn_recalibration, train.min_steps, train.scoring"):
+            store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": None,
+                                          "bn_recalibration": True, "scoring": "auto"}})
+        store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": 0, **OLD}})
+
+
+def test_a_store_from_before_the_scoring_column_gains_it(tmp_path: Path) -> None:
+    import sqlite3
+
+    import numpy as np
+
+    path = tmp_path / "runs.sqlite"
+    with RunStore(path):
+        pass
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE rounds DROP COLUMN scoring")
+    db.commit()
+    db.close()
+    with RunStore(path) as store:
+        row = {"dataset": "d", "strategy": "margin", "seed": 0, "round": 0, "n_labeled": 10, "scoring": "fp32"}
+        store.commit_round(row, np.array([1, 2]))
+        assert store.rounds()[0]["scoring"] == "fp32"
 
 
 def test_an_extension_is_stored_only_when_the_caller_saves_it(tmp_path: Path) -> None:

@@ -5,14 +5,14 @@
 #                                    # files and the wheels alkit needs beyond PyTorch's usual company into
 #                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
 #   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: the CUDA
-#                                    # tests (pytest -m cuda), scoring on CUDA, the end-to-end run with
-#                                    # alkit in bf16 and in fp32, then parallel seeds (4 workers); writes the
-#                                    # sections scoring-cuda, end-to-end-cuda-bf16, end-to-end-cuda-fp32 and
-#                                    # workers-cuda into BENCHMARKS.md, and
-#                                    # copies it (after each step) and the log to $OUT when that is set
+#                                    # tests (pytest -m cuda), scoring on CUDA (with two-stage), the
+#                                    # end-to-end run with alkit on its default path (auto) and in fp32,
+#                                    # then parallel seeds (4 workers); saves the results scoring-cuda,
+#                                    # end-to-end-cuda-*, workers-cuda under benchmarks/results/, and
+#                                    # copies them (after each step) and the log to $OUT when that is set
 #
-# About 6 minutes on an H100 (2026-11-26). Copy the four sections back here. Where git is absent,
-# ALKIT_BENCH_COMMIT names the commit the sections record.
+# Copy the result files back into benchmarks/results/ here and run python -m benchmarks.render. Where git
+# is absent, ALKIT_BENCH_COMMIT names the commit the results record.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
 # nothing; ALKIT_GPU_DEVICE=cpu runs it on a machine without a GPU.
 set -euo pipefail
@@ -49,14 +49,15 @@ run() {
     if [[ "$device" == cuda* ]]; then
         python3 -m pytest -q -p no:cacheprovider -m cuda tests/training/test_cuda.py 2>&1 | tee -a "$log" || rc=1
     fi
+    mkdir -p "$out/results"
     python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
-    cp BENCHMARKS.md "$out/"
-    python3 -m benchmarks.end_to_end --device "$device" --precision bf16 "$@" 2>&1 | tee -a "$log" || rc=1
-    cp BENCHMARKS.md "$out/"
+    cp benchmarks/results/*.json "$out/results/"
+    python3 -m benchmarks.end_to_end --device "$device" --precision auto "$@" 2>&1 | tee -a "$log" || rc=1
+    cp benchmarks/results/*.json "$out/results/"
     python3 -m benchmarks.end_to_end --device "$device" --precision fp32 "$@" 2>&1 | tee -a "$log" || rc=1
-    cp BENCHMARKS.md "$out/"
+    cp benchmarks/results/*.json "$out/results/"
     python3 -m benchmarks.workers --workers 4 --rounds 5 --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
-    cp BENCHMARKS.md "$out/"
+    cp benchmarks/results/*.json "$out/results/"
     return $rc
 }
 

@@ -7,8 +7,9 @@ among the candidates whose cheap score is at least the cheap k-th score minus ``
 candidates have cheap scores at or above the k-th, so the fp32 k-th score is at least that minus
 ``e``, and a candidate reaching it has a cheap score at least the k-th minus ``2 e``. That shortlist
 is rescored in fp32 and the selection is made on fp32 scores, with the same tie-breaking as a full
-fp32 pass. The bound is checked on every rescored candidate; where it fails, the whole pool is
-scored in fp32 instead (the fallback). The bound is estimated, not proven: a candidate outside both
+fp32 pass. The bound is checked on every rescored candidate; where it fails, it is widened and the
+shortlist grows, and if the shortlist passes half the pool, the whole pool is scored in fp32 (the
+fallback). The bound is estimated, not proven: a candidate outside both
 the calibration slice and the shortlist is never rescored, so an error there that the calibration
 slice did not show would go unseen; the safety factor and the check on every rescored candidate
 guard against it. Exactly tied fp32 scores at the k-th place may also be broken differently.
@@ -37,37 +38,56 @@ class TwoStageRecord:
     shortlist: int
     error_bound: float
     observed_error: float
+    widenings: int
     fallback: bool
 
     def describe(self) -> str:
         if self.fallback:
-            return (f"two-stage: bound failed (error {self.observed_error:.3g} > {self.error_bound:.3g}) or shortlist "
-                    f"too long ({self.shortlist:,}); all {self.n_candidates:,} rescored in fp32")
+            return (f"two-stage: the shortlist grew past {MAX_SHORTLIST_FRACTION:.0%} of the pool "
+                    f"({self.shortlist:,}); all {self.n_candidates:,} rescored in fp32")
+        widened = f", widened {self.widenings}x" if self.widenings else ""
         return (f"two-stage: {self.shortlist:,} of {self.n_candidates:,} rescored in fp32, bound held "
-                f"({self.observed_error:.3g} <= {self.error_bound:.3g})")
+                f"({self.observed_error:.3g} <= {self.error_bound:.3g}{widened})")
 
 
 def two_stage_scores(score: ScoreFn, outputs: ModelOutputs, candidates: np.ndarray, k: int
                      ) -> tuple[np.ndarray, TwoStageRecord] | None:
     """fp32 scores for the candidates that can reach the top ``k`` (``-inf`` for the others), and the record;
-    None when two-stage scoring does not pay (no cheap pass, a small pool, or k near the pool's size)."""
+    None when two-stage scoring does not pay (no cheap pass, a small pool, or k near the pool's size).
+
+    The bound starts from the calibration slice; whenever a rescored candidate's error exceeds it, it is
+    widened to ``SAFETY`` times the largest error seen and the shortlist recomputed, until the bound holds on
+    every rescored candidate or the shortlist passes ``MAX_SHORTLIST_FRACTION`` of the pool (then all of the
+    pool is scored in fp32).
+    """
     n = len(candidates)
     if not outputs.has_cheap_pass or n < 4 * CALIBRATION or k >= n * MAX_SHORTLIST_FRACTION or k < 1:
         return None
     cheap = np.asarray(score(PoolPrediction(outputs.cheap_logits(candidates))), dtype=np.float64)
-    calib = np.unique(np.linspace(0, n - 1, CALIBRATION).astype(np.int64))
-    exact_calib = np.asarray(score(PoolPrediction(outputs.logits(candidates[calib]))), dtype=np.float64)
-    bound = SAFETY * float(np.max(np.abs(exact_calib - cheap[calib]))) + 1e-6 * (1.0 + float(np.max(np.abs(cheap))))
+    exact = np.full(n, np.nan)
+    have = np.zeros(n, dtype=bool)
+
+    def rescore(positions: np.ndarray) -> None:
+        todo = positions[~have[positions]]
+        if len(todo):
+            exact[todo] = score(PoolPrediction(outputs.logits(candidates[todo])))
+            have[todo] = True
+
+    rescore(np.unique(np.linspace(0, n - 1, CALIBRATION).astype(np.int64)))
+    floor = 1e-6 * (1.0 + float(np.max(np.abs(cheap))))
+    bound = SAFETY * float(np.max(np.abs(exact[have] - cheap[have]))) + floor
     kth = float(np.partition(cheap, n - k)[n - k])
-    short = np.flatnonzero(cheap >= kth - 2.0 * bound)
-    if len(short) <= n * MAX_SHORTLIST_FRACTION:
-        exact = np.asarray(score(PoolPrediction(outputs.logits(candidates[short]))), dtype=np.float64)
-        observed = max(float(np.max(np.abs(exact - cheap[short]))), float(np.max(np.abs(exact_calib - cheap[calib]))))
+    widenings = 0
+    while True:
+        short = np.flatnonzero(cheap >= kth - 2.0 * bound)
+        if len(short) > n * MAX_SHORTLIST_FRACTION:
+            full = np.asarray(score(PoolPrediction(outputs.logits(candidates))), dtype=np.float64)
+            return full, TwoStageRecord(n, len(short), bound, float("nan"), widenings, True)
+        rescore(short)
+        observed = float(np.max(np.abs(exact[have] - cheap[have])))
         if observed <= bound:
             out = np.full(n, -np.inf)
-            out[short] = exact
-            return out, TwoStageRecord(n, len(short), bound, observed, False)
-    else:
-        observed = float("nan")
-    full = np.asarray(score(PoolPrediction(outputs.logits(candidates))), dtype=np.float64)
-    return full, TwoStageRecord(n, len(short), bound, observed, True)
+            out[short] = exact[short]
+            return out, TwoStageRecord(n, int(have.sum()), bound, observed, widenings, False)
+        bound = SAFETY * observed + floor
+        widenings += 1

@@ -32,7 +32,9 @@ section states the command that reproduces it, from the README's environment plu
 because the machines are shared and noisy. CI runs every script with `--smoke` (seconds, writing nothing)
 and checks that this file is what the data gives; it never checks timings.
 
-A commit marked `+dirty` means the run's code had uncommitted changes when it started."""
+A commit marked `+dirty` means the run's code had uncommitted changes when it started. The training defaults
+changed over time (the step floor and BatchNorm re-estimation came on 2026-12-02; PyTorch's init and the cosine
+rate before that): each run used the defaults of its commit, and its section's settings say which differ."""
 
 
 def load(results: Path = RESULTS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -17,7 +17,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         seeds: Sequence[int] = (0,), *, initial: int = 1000, query: int = 1000, rounds: int | None = None,
         budget: int | None = None, candidates: int | None = None, initial_set: str = "random",
         embedder: Any = None,
-        epochs: int = 10, min_steps: int | None = None, bn_recalibration: bool = True, scoring: str = "auto", batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
+        epochs: int = 10, min_steps: int | None = None, bn_recalibration: bool = True, scoring: str = "auto",
+        batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
         init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
@@ -36,8 +37,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     ``initial_set`` ``typiclust`` or ``probcover`` picks the first labels without labels, on embeddings
     from ``embedder``: ``"pca"`` (default), ``"module:function"``, or a callable / ``nn.Module`` mapping
     uint8 N x H x W x C images (a Module gets float NCHW in [0, 1]) to N x D.
-    ``min_steps`` (unset: 50 x ``epochs``) and ``bn_recalibration`` are the low-budget training rule
-    (:class:`alkit.training.config.TrainConfig`).
+    ``min_steps`` (unset: 50 x ``epochs``) and ``bn_recalibration`` are the low-budget training rule, and
+    ``scoring`` chooses two-stage or fp32 pool scoring (:class:`alkit.training.config.TrainConfig`).
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
@@ -51,7 +52,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         strategies=list(strategies), seeds=[int(s) for s in seeds],
         loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
                         initial_set=initial_set, embedder=embedder_name(embedder)),
-        train=TrainConfig(epochs=epochs, min_steps=min_steps, bn_recalibration=bn_recalibration, scoring=scoring, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+        train=TrainConfig(epochs=epochs, min_steps=min_steps, bn_recalibration=bn_recalibration, scoring=scoring,
+                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                           init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),

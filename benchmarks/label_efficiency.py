@@ -176,17 +176,23 @@ def low_budget(args: argparse.Namespace) -> None:
     for initial_set in ("random", "typiclust", "probcover"):
         strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})
         folders[initial_set] = base.with_name(base.name + ("" if initial_set == "random" else f"-{initial_set}"))
-        alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
+        if not args.summarise_only:
+            alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
     check = base.with_name(base.name + "-epochs2")
-    alkit.run(args.dataset, ["random"], seeds, out=check, initial=200 if not args.smoke else 40, rounds=0,
-              epochs=2 if not args.smoke else 1, full_data="none", progress=False, report=False,
-              **({"min_steps": 5} if args.smoke else {}))
+    if not args.summarise_only:
+        alkit.run(args.dataset, ["random"], seeds, out=check, initial=200 if not args.smoke else 40, rounds=0,
+                  epochs=2 if not args.smoke else 1, full_data="none", progress=False, report=False,
+                  **({"min_steps": 5} if args.smoke else {}))
     rows = []
     for arm, (initial_set, strategy) in LOW_BUDGET_ARMS.items():
-        with RunStore(folders[initial_set] / "runs.sqlite") as store:
-            rows += [{**r, "strategy": arm} for r in store.rounds() if r["strategy"] == strategy]
-    with RunStore(check / "runs.sqlite") as store:
-        epochs2 = [(r["n_labeled"], r["f1_macro"]) for r in store.rounds()]
+        if (folders[initial_set] / "runs.sqlite").exists():
+            with RunStore(folders[initial_set] / "runs.sqlite") as store:
+                arm_rows = [{**r, "strategy": arm} for r in store.rounds() if r["strategy"] == strategy]
+            rows += complete_seeds(arm_rows, args.dataset)[0]
+    epochs2: list[tuple[int, float]] = []
+    if (check / "runs.sqlite").exists():
+        with RunStore(check / "runs.sqlite") as store:
+            epochs2 = [(r["n_labeled"], r["f1_macro"]) for r in store.rounds()]
     blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check)
     print(render_blocks(blocks))
     if not args.smoke:
@@ -216,7 +222,8 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
     for arm in ("typiclust, then random", "probcover, then random"):
         if arm in f1:
             c = f1[arm]
-            per_seed = [float(np.mean(c.per_seed[s][window] - ref.per_seed[s][window])) * 100 for s in sorted(ref.per_seed)]
+            per_seed = [float(np.mean(c.per_seed[s][window] - ref.per_seed[s][window])) * 100
+                        for s in sorted(set(ref.per_seed) & set(c.per_seed))]
             p = float(stats.ttest_1samp(per_seed, 0.0).pvalue) if len(per_seed) > 1 else None
             label_free[arm] = (float(np.mean(per_seed)), p)
     best_free = max(label_free, key=lambda a: label_free[a][0]) if label_free else None
@@ -285,6 +292,8 @@ def main() -> None:
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
     ap.add_argument("--protocol", choices=["standard", "low-budget"], default="standard",
                     help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round (see above)")
+    ap.add_argument("--summarise-only", action="store_true",
+                    help="low-budget protocol: summarise the seeds its folders have finished, without running")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.protocol == "low-budget":

@@ -204,6 +204,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
                        check: Path) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
     f1 = curves(rows, dataset, "f1_macro")
     ref = f1["random"]
+    f1 = {arm: c for arm, c in f1.items() if np.array_equal(c.n_labeled, ref.n_labeled)}  # arms not yet finished: left out
     budgets = [int(n) for n in ref.n_labeled]
     k = [f"@{n}" for n in budgets]
     curve_rows = [[arm, len(c.per_seed)] + [float(v) for v in c.mean] + [aubc(c.n_labeled, c.mean)]

@@ -181,3 +181,10 @@ def test_unknown_cold_start_is_refused(photos) -> None:
 
     with pytest.raises(ConfigError, match="cold_start 'kmeans' is unknown"):
         Retrainer(_project(photos[0]), cold_start="kmeans")
+
+
+def test_the_cli_offers_the_cold_starts_the_retrainer_takes() -> None:
+    from alkit.app.cli import COLD_STARTS
+    from alkit.app.retrain import APP_COLD_STARTS
+
+    assert COLD_STARTS == APP_COLD_STARTS

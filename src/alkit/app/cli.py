@@ -11,7 +11,7 @@ from alkit.errors import AlkitError, ConfigError
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
                 "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start"}
-COLD_STARTS = ("random", "typiclust", "probcover")
+COLD_STARTS = ("random", "typiclust", "probcover")  # alkit.app.retrain.APP_COLD_STARTS, without importing torch
 # (type, smallest allowed value) of each option that is a number; None: no lower bound
 _NUMBERS: dict[str, tuple[type, float | None]] = {
     "retrain_every": (int, 1), "budget": (int, 1), "epochs": (int, 1), "port": (int, 1), "min_labels": (int, 2),

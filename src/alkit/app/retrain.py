@@ -30,6 +30,7 @@ from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
 
 log = logging.getLogger("alkit.app")
+APP_COLD_STARTS = ("random", *COLD_START)  # the queue's order before the first model
 
 
 def interleave_holdout(ranked: list[int], holdout: list[int], rng: np.random.Generator,
@@ -61,8 +62,8 @@ class Retrainer:
     def __init__(self, project: LabelProject, strategy: str = "margin", image_size: tuple[int, int] = (32, 32),
                  retrain_every: int = 10, min_labels: int | None = None, train: TrainConfig | None = None,
                  seed: int = 0, cold_start: str = "random") -> None:
-        if cold_start not in ("random", *COLD_START):
-            raise ConfigError(f"cold_start '{cold_start}' is unknown; choose random, {', '.join(COLD_START)}")
+        if cold_start not in APP_COLD_STARTS:
+            raise ConfigError(f"cold_start '{cold_start}' is unknown; choose {', '.join(APP_COLD_STARTS)}")
         self.cold_start = cold_start
         self.project = project
         self.strategy_name = strategy
@@ -94,8 +95,8 @@ class Retrainer:
             picks = cold_start_set(self.cold_start, x, self.min_labels, numpy_rng(self.seed, 0, "cold-start-set"),
                                    pca_embedder, len(self.project.classes))
             first = [kept[i] for i in picks]
-            chosen = set(first)
-            order = first + [i for i in order if i not in chosen and i in set(kept)]
+            chosen, readable = set(first), set(kept)
+            order = first + [i for i in order if i not in chosen and i in readable]
         self.project.set_queue(interleave_holdout(order, holdout, rng))
 
     def ready(self) -> bool:

@@ -29,6 +29,6 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                                  batch_size)
 
     def cheap(idx: np.ndarray) -> np.ndarray:
-        return predict_outputs(model, x, idx, normalizer, device, cheap_precision or "fp32", batch_size)[0]
+        return predict_outputs(model, x, idx, normalizer, device, cheap_precision, batch_size)[0]
 
     return ModelOutputs(forward, mc, cheap if cheap_precision else None)

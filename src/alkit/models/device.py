@@ -34,7 +34,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
     """``auto``: fp32 on a GPU, bf16 on a CPU with native bf16 (AVX512-BF16 or AMX), else fp32.
 
     On a GPU the reference CNN trained slower in bf16 than in fp32 at equal F1: its steps are bound by
-    kernel launches, and autocast adds casts (BENCHMARKS.md, ``end-to-end-cuda-*``). bf16 on a GPU is for larger models, and is asked for by name.
+    kernel launches, and autocast adds casts (BENCHMARKS.md, ``end-to-end-cuda-*``). bf16 on a GPU is for
+    larger models, and is asked for by name.
     """
     if name not in PRECISIONS:
         raise ConfigError(f"precision '{name}' is unknown; choose one of {', '.join(PRECISIONS)}")

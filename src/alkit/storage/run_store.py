@@ -143,8 +143,7 @@ class RunStore:
 
     # -- rounds ------------------------------------------------------------------------
     def commit_round(self, row: dict[str, Any], queried: np.ndarray) -> None:
-        cols = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS, "train_seconds",
-                "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates", "scoring"]
+        cols = CSV_COLUMNS
         values = [row.get(c) for c in cols] + [json.dumps(row.get(c)) for c in JSON_COLUMNS] + [_blob(queried)]
         names = cols + JSON_COLUMNS + ["queried"]
         with self._db:

@@ -10,8 +10,9 @@ Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random i
     python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 
-The low-budget protocol: 20 random initial labels, +20 per round up to ``--max-labels`` (default
-200), ``random`` and ``margin`` from the random initial set, and ``random`` from each label-free
+The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to
+500 (``--schedule``, default ``20x9,100x3``: the loop's query schedule; a folder run to 200 with an
+older version grows into it), ``random`` and ``margin`` from the random initial set, and ``random`` from each label-free
 initial set (TypiClust and ProbCover on the default PCA embedder), all with the default training
 rule; plus the 200-label ``--epochs 2`` check. It summarises F1 per budget, AUBC and the seed-paired
 differences against random sampling from a random initial set, and evaluates the issue's targets.
@@ -31,6 +32,7 @@ import numpy as np
 from scipy import stats
 
 import alkit
+from alkit.loop.config import parse_schedule
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
 from alkit.storage.run_store import RunStore
@@ -165,13 +167,14 @@ LABEL_FREE_WINDOW = (20, 100)
 def low_budget(args: argparse.Namespace) -> None:
     """Run (or resume) the low-budget protocol's folders, then summarise them as one result."""
     seeds = [int(x) for x in args.seeds.split(",")]
-    step, top = 20, args.max_labels if args.max_labels != 10_000 else 200
+    schedule = args.schedule or "20x9,100x3"
     base = Path(args.out or f"runs/low-budget-{args.dataset}")
-    common: dict[str, Any] = dict(initial=step, query=step, budget=top, full_data="none", progress=not args.smoke,
+    common: dict[str, Any] = dict(initial=20, schedule=schedule, full_data="none", progress=not args.smoke,
                                   report=False)
     if args.smoke:
-        seeds, top = [0, 1], 40
-        common.update(budget=top, candidates=600, epochs=1, min_steps=5)
+        seeds, schedule = [0, 1], "20x1"
+        common.update(schedule=schedule, candidates=600, epochs=1, min_steps=5)
+    top = 20 + sum(size * rounds for size, rounds in parse_schedule(schedule))
     folders = {}
     for initial_set in ("random", "typiclust", "probcover"):
         strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})
@@ -292,7 +295,10 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel (same results)")
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
     ap.add_argument("--protocol", choices=["standard", "low-budget"], default="standard",
-                    help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round (see above)")
+                    help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round to 200, "
+                         "+100 to 500 (see above)")
+    ap.add_argument("--schedule", help="low-budget protocol: the query schedule after 20 initial labels "
+                                       "(default 20x9,100x3: +20 per round to 200, then +100 to 500)")
     ap.add_argument("--summarise-only", action="store_true",
                     help="low-budget protocol: summarise the seeds its folders have finished, without running")
     ap.add_argument("--smoke", action="store_true")
@@ -308,7 +314,7 @@ def main() -> None:
                                   lr_schedule=args.lr_schedule, init=args.init,
                                   augment=args.augment, full_data=args.full_data, workers=args.workers)
         if args.smoke:
-            kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, full_data="none")
+            kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, min_steps=0, full_data="none")
         run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-smoke" if args.smoke else ""))
         alkit.run(args.dataset, [s for s in args.strategies.split(",") if s], [int(s) for s in args.seeds.split(",")],
                   out=run_dir, progress=not args.smoke, **kw)

@@ -10,6 +10,7 @@ is ``epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]``, e.g. ``10:no:co
     python -m benchmarks.recipe --dataset fashion-mnist --labels 5000 --seed 1 --tag init \
         --variants 10:no:cosine:64,10:no:cosine:64:0.001:0:glorot
     python -m benchmarks.recipe --study low-budget --dataset fashion-mnist --seeds 0,1,2
+    python -m benchmarks.recipe --study low-budget --min-steps 500 --augment no,yes --tag augment
     python -m benchmarks.recipe --smoke        # seconds, for CI (writes nothing)
 
 ``--study low-budget`` measures the training-length rule at 20 to 2,000 labels: each ``--min-steps``
@@ -71,9 +72,10 @@ def _evaluate(model, ds, norm: Normalizer) -> tuple[float, float]:
     return met["f1_macro"], met["accuracy"]
 
 
-def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int) -> dict:
-    """Train once on ``labels`` random labels with ``min_steps``; F1 as trained and after BN re-estimation."""
-    cfg = TrainConfig(min_steps=min_steps, bn_recalibration=False).validate()  # re-estimated below, per mode
+def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int, augment: bool = False) -> dict:
+    """Train once on ``labels`` random labels with ``min_steps`` (and ``augment``); F1 as trained and after BN
+    re-estimation."""
+    cfg = TrainConfig(min_steps=min_steps, augment=augment, bn_recalibration=False).validate()  # BN: below, per mode
     rng = numpy_rng(seed, 0, "initial")
     order = rng.permutation(len(ds.y_train))
     labeled, pool_sample = np.sort(order[:labels]), np.sort(order[labels:labels + 2000])
@@ -85,7 +87,8 @@ def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int
         torch_generator(seed, 0, "dropout"))
     seconds = time.perf_counter() - t0
     steps_per_epoch = max(1, labels // cfg.batch_size + (labels % cfg.batch_size >= 2))
-    out = {"labels": labels, "seed": seed, "min_steps": min_steps, "precision": precision, "train_s": seconds,
+    out = {"labels": labels, "seed": seed, "min_steps": min_steps, "augment": augment, "precision": precision,
+           "train_s": seconds,
            "steps": max(cfg.epochs, -(-min_steps // steps_per_epoch)) * steps_per_epoch}
     trained = {k: v.clone() for k, v in model.state_dict().items()}
     for mode, images in zip(BN_MODES, (None, labeled, pool_sample)):
@@ -100,53 +103,64 @@ def low_budget_study(args: argparse.Namespace) -> None:
     ds = alkit.load_dataset(args.dataset, progress=False)
     labels, steps = LOW_BUDGET_LABELS, [int(s) for s in args.min_steps.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
-    work = Path(f"runs/recipe-low-budget-{args.dataset}.jsonl")
+    augments = [a == "yes" for a in args.augment.split(",")]
+    key = f"recipe-low-budget-{args.dataset}" + (f"-{args.tag}" if args.tag else "")
+    work = Path(f"runs/{key}.jsonl")
     if args.smoke:
         labels, steps, seeds, work = (20,), [0, 20], [0], Path("runs/recipe-low-budget-smoke.jsonl")
+        augments = [False, True]
         work.unlink(missing_ok=True)
         ds.x_test, ds.y_test = ds.x_test[:500], ds.y_test[:500]
     norm = Normalizer(*ds.channel_stats())
     work.parent.mkdir(parents=True, exist_ok=True)
     done = [json.loads(line) for line in work.read_text().splitlines()] if work.exists() else []
-    have = {(c["labels"], c["seed"], c["min_steps"]) for c in done}
+    for c in done:
+        c.setdefault("augment", False)  # cells stored before augmentation was a dimension of the study
+    have = {(c["labels"], c["seed"], c["min_steps"], c["augment"]) for c in done}
     for seed in seeds:
         for n in labels:
             for m in steps:
-                if (n, seed, m) in have:
-                    continue
-                cell = low_budget_cell(ds, norm, n, seed, m)
-                done.append(cell)
-                with work.open("a") as f:
-                    f.write(json.dumps(cell) + "\n")
-                print(f"{args.dataset} {n} labels seed {seed} min_steps {m}: "
-                      + ", ".join(f"{k} {cell[k][0]:.4f}" for k in BN_MODES) + f" ({cell['train_s']:.0f} s)", flush=True)
-    cells = [c for c in done if c["labels"] in labels and c["min_steps"] in steps and c["seed"] in seeds]
+                for aug in augments:
+                    if (n, seed, m, aug) in have:
+                        continue
+                    cell = low_budget_cell(ds, norm, n, seed, m, aug)
+                    done.append(cell)
+                    with work.open("a") as f:
+                        f.write(json.dumps(cell) + "\n")
+                    print(f"{args.dataset} {n} labels seed {seed} min_steps {m} augment {aug}: "
+                          + ", ".join(f"{k} {cell[k][0]:.4f}" for k in BN_MODES) + f" ({cell['train_s']:.0f} s)",
+                          flush=True)
+    cells = [c for c in done if c["labels"] in labels and c["min_steps"] in steps and c["seed"] in seeds
+             and c["augment"] in augments]
     rows = []
     for n in labels:
         for m in steps:
-            group = [c for c in cells if c["labels"] == n and c["min_steps"] == m]
-            if not group:
-                continue
-            f1 = {k: [c[k][0] for c in group] for k in BN_MODES}
-            rows.append([n, m, group[0]["steps"], len(group)]
-                        + [float(np.mean(f1[k])) for k in BN_MODES] + [float(np.std(f1["as trained"])),
-                                                                       float(np.mean([c["train_s"] for c in group]))])
-    columns = ["labels", "min_steps", "optimizer steps", "seeds", "macro-F1 as trained", "F1, BN on labeled",
-               "F1, BN on pool", "sd (as trained)", "train s"]
-    formats = [",", None, ",", None, ".4f", ".4f", ".4f", ".4f", ".1f"]
+            for aug in augments:
+                group = [c for c in cells if c["labels"] == n and c["min_steps"] == m and c["augment"] == aug]
+                if not group:
+                    continue
+                f1 = {k: [c[k][0] for c in group] for k in BN_MODES}
+                rows.append([n, m, "yes" if aug else "no", group[0]["steps"], len(group)]
+                            + [float(np.mean(f1[k])) for k in BN_MODES]
+                            + [float(np.std(f1["BN on labeled"])), float(np.mean([c["train_s"] for c in group]))])
+    columns = ["labels", "min_steps", "augment", "optimizer steps", "seeds", "macro-F1 as trained", "F1, BN on labeled",
+               "F1, BN on pool", "sd (BN on labeled)", "train s"]
+    formats = [",", None, None, ",", None, ".4f", ".4f", ".4f", ".4f", ".1f"]
     text = [f"The reference CNN trained on random {args.dataset} labels (seeds {seeds}: same images, initial weights "
             f"and batch order for every variant of a seed) with the default recipe ({TrainConfig().epochs} epochs, batch "
             f"{TrainConfig().batch_size}, cosine rate) and at least `min_steps` optimizer steps, in "
             f"{cells[0]['precision'] if cells else 'fp32'}; macro-F1 on the {len(ds.y_test):,}-image test set, mean over "
             "seeds. \"BN on labeled\" and \"BN on pool\" re-estimate BatchNorm's statistics after training, on the labeled "
-            "images or on 2,000 unlabeled training images, with dropout off."]
-    metrics = {"cells": [{"labels": r[0], "min_steps": r[1], "f1": r[4], "f1_bn_labeled": r[5], "f1_bn_pool": r[6]}
-                         for r in rows]}
+            "images or on 2,000 unlabeled training images, with dropout off. `augment`: random shifts of up to 2 "
+            "pixels and horizontal flips of each training batch (`--augment`)."]
+    metrics = {"cells": [{"labels": r[0], "min_steps": r[1], "augment": r[2] == "yes", "f1": r[5],
+                          "f1_bn_labeled": r[6], "f1_bn_pool": r[7]} for r in rows]}
     print(text[0])
     for r in rows:
         print(r)
     if not args.smoke:
-        save_result(f"recipe-low-budget-{args.dataset}", "recipe", f"Training length at 20 to 2,000 labels: {args.dataset}",
+        title = f"Training length at 20 to 2,000 labels: {args.dataset}" + (f", {args.tag}" if args.tag else "")
+        save_result(key, "recipe", title,
                     [*text, table(columns, rows, formats)], metrics)
 
 
@@ -161,6 +175,7 @@ def main() -> None:
     ap.add_argument("--study", choices=["variants", "low-budget"], default="variants")
     ap.add_argument("--seeds", default="0,1,2", help="low-budget study: the seeds")
     ap.add_argument("--min-steps", default="0,250,500", help="low-budget study: the min_steps values")
+    ap.add_argument("--augment", default="no", help="low-budget study: no, yes or no,yes (random shifts and flips)")
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     if args.study == "low-budget":

@@ -133,7 +133,7 @@ def main() -> None:
     model = ReferenceCNN(ds.image_shape, 10)
     init_weights(model, torch_generator(0, 0, "init"))
     idx = numpy_rng(0, 0, "initial").choice(len(ds.y_train), 1000, replace=False)
-    fit(model, ds.x_train, ds.y_train, idx, TrainConfig(epochs=1 if args.smoke else 5), norm, dev,
+    fit(model, ds.x_train, ds.y_train, idx, TrainConfig(epochs=1, min_steps=0) if args.smoke else TrainConfig(epochs=5), norm, dev,
         "fp32", numpy_rng(0, 0, "b"), torch_generator(0, 0, "d", dev))
     k = min(1000, args.pool // 2)
     default_batch = TrainConfig().eval_batch_for(dev)

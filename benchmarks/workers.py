@@ -78,7 +78,7 @@ def main() -> None:
     kw: dict[str, Any] = dict(dataset="fashion-mnist", initial=1000, query=1000, rounds=args.rounds, epochs=10,
                               device=args.device, full_data="none", progress=False)
     if args.smoke:
-        kw.update(initial=60, query=60, rounds=1, epochs=1, candidates=600)
+        kw.update(initial=60, query=60, rounds=1, epochs=1, min_steps=0, candidates=600)
     with tempfile.TemporaryDirectory() as tmp:
         one_s, one = _timed_run(Path(tmp) / "one", 1, seeds, dict(kw))
         par_s, par = _timed_run(Path(tmp) / "par", args.workers, seeds, dict(kw))

@@ -41,7 +41,7 @@ def _npz(folder: Path, **override: object) -> Path:
     return path
 
 
-RUN = ["run", "--initial", "40", "--query", "20", "--rounds", "1", "--epochs", "1", "--full-data", "none", "-q"]
+RUN = ["run", "--initial", "40", "--query", "20", "--rounds", "1", "--epochs", "1", "--min-steps", "0", "--full-data", "none", "-q"]
 
 
 def _run_npz(folder: Path, path: Path, *extra: str) -> list[str]:

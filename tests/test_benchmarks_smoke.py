@@ -58,6 +58,26 @@ def test_recipe_smoke() -> None:
     assert "| 1 | no | constant | 64 |" in out and "| 1 | yes | cosine | 64 |" in out
 
 
+@pytest.mark.slow
+def test_recipe_low_budget_study_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.recipe", "--study", "low-budget")
+    assert "`augment`: random shifts" in out
+    assert "[20, 0, 'no'," in out and "[20, 20, 'yes'," in out
+
+
+@pytest.mark.slow
+def test_training_step_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.training_step")
+    assert "plain loop step (fp32, contiguous" in out and "alkit fit, fp32, channels-last, batch 64" in out
+    capped = subprocess.run([sys.executable, "-m", "benchmarks.training_step", "--smoke"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert capped.returncode == 0, capped.stderr[-3000:]
+    assert "oneDNN capped at AVX2" in capped.stdout and "bf16," not in capped.stdout
+
+
 def test_recipe_variant_parsing() -> None:
     from benchmarks.recipe import parse_variant, section_name
 

@@ -34,6 +34,8 @@ def test_model_summary(capsys: pytest.CaptureFixture) -> None:
     (["report", "/tmp"], "/tmp: no runs.sqlite here"),
     (["model", "--input-shape", "8x8x1"], "--input-shape: input shape (8, 8, 1) is too small"),
     (["run", "--workers", "0"], "config: workers must be an integer >= 1"),
+    (["run", "--schedule", "20x9,100"], "loop.schedule: '100' is not SIZExROUNDS"),
+    (["run", "--schedule", "20x9", "--rounds", "3"], "give schedule, or rounds or budget, not both"),
 ])
 def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
     out = _cli(*args)
@@ -48,12 +50,15 @@ def test_budget_too_large_for_pool(small_npz: Path, tmp_path: Path) -> None:
                "--rounds", "5", "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "exceeds the 400 training images" in out.stderr
     assert not (tmp_path / "x").exists()
+    out = _cli("run", "--dataset", "npz", "--data-dir", str(small_npz), "--initial", "100", "--schedule", "50x2,100x2",
+               "--out", str(tmp_path / "x"))
+    assert out.returncode == 2 and "(initial 100 + 2 rounds x 50, 2 rounds x 100) exceeds the 400" in out.stderr
 
 
 def test_experiment_and_report_commands(small_npz: Path, tmp_path: Path) -> None:
     cfg = tmp_path / "grid.yaml"
     cfg.write_text(f"datasets: [{{name: npz, data_dir: {small_npz}}}]\nstrategies: [random, entropy]\nseeds: [0]\n"
-                   "loop: {initial: 40, query: 20, rounds: 1}\ntrain: {epochs: 1}\nfull_data: none\n")
+                   "loop: {initial: 40, query: 20, rounds: 1}\ntrain: {epochs: 1, min_steps: 0}\nfull_data: none\n")
     bad = _cli("experiment", str(cfg), "--workers", "0")
     assert bad.returncode == 2 and "--workers 0: workers must be an integer >= 1" in bad.stderr
     cfg.write_text(cfg.read_text().replace("seeds: [0]", "seeds: [0, 1]"))

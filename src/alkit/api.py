@@ -15,10 +15,10 @@ DEMO = dict(dataset="fashion-mnist", strategies=("random", "margin"), seeds=(0,)
 
 def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str] = ("random", "margin"),
         seeds: Sequence[int] = (0,), *, initial: int = 1000, query: int = 1000, rounds: int | None = None,
-        budget: int | None = None, candidates: int | None = None, initial_set: str = "random",
-        embedder: Any = None,
+        budget: int | None = None, schedule: str | None = None, candidates: int | None = None,
+        initial_set: str = "random", embedder: Any = None,
         epochs: int = 10, min_steps: int | None = None, bn_recalibration: bool = True, scoring: str = "auto",
-        batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
+        batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine", memory_format: str = "auto",
         init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
         warm_start: bool = False,
@@ -34,6 +34,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     Re-running with the same arguments and ``out`` resumes an interrupted run.
     ``model`` is any ``torch.nn.Module`` (copied and re-initialised each round) or a
     factory ``(input_shape, num_classes) -> Module``; the default is the reference CNN.
+    ``schedule`` gives query sizes that change between rounds, e.g. ``"20x9,100x3"`` (9 rounds of 20
+    labels, then 3 of 100), instead of ``query`` with ``rounds`` or ``budget``.
     ``initial_set`` ``typiclust`` or ``probcover`` picks the first labels without labels, on embeddings
     from ``embedder``: ``"pca"`` (default), ``"module:function"``, or a callable / ``nn.Module`` mapping
     uint8 N x H x W x C images (a Module gets float NCHW in [0, 1]) to N x D.
@@ -50,10 +52,10 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         datasets=[DatasetSpec(name=n, data_dir=data_dir, imbalance=imbalance,
                               options={"image_size": list(image_size)} if image_size else {}) for n in names],
         strategies=list(strategies), seeds=[int(s) for s in seeds],
-        loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, candidates=candidates,
-                        initial_set=initial_set, embedder=embedder_name(embedder)),
+        loop=LoopConfig(initial=initial, query=query, rounds=rounds, budget=budget, schedule=schedule,
+                        candidates=candidates, initial_set=initial_set, embedder=embedder_name(embedder)),
         train=TrainConfig(epochs=epochs, min_steps=min_steps, bn_recalibration=bn_recalibration, scoring=scoring,
-                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
+                          batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, memory_format=memory_format,
                           init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
                           precision=precision, warm_start=warm_start),

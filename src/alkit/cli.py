@@ -56,6 +56,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--query", type=int, default=1000, help="labels added per round (default: 1000)")
     g.add_argument("--rounds", type=int, help="query rounds after the initial set (default: 9)")
     g.add_argument("--budget", type=int, help="total labels, instead of --rounds")
+    g.add_argument("--schedule", help="query sizes that change between rounds, as SIZExROUNDS items: 20x9,100x3 is "
+                                      "9 rounds of 20 labels, then 3 of 100 (instead of --query, --rounds, --budget)")
     g.add_argument("--candidates", type=int,
                    help="score only a random subsample of this many unlabeled images per round (default: the whole pool)")
     g.add_argument("--initial-set", choices=["random", "balanced", "typiclust", "probcover"], default="random",
@@ -78,6 +80,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "where bf16 is native)")
     g.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
+    g.add_argument("--memory-format", choices=["auto", "contiguous", "channels-last"], default="auto",
+                   help="layout while training: auto is channels-last for the reference CNN in fp32 on a CPU, where "
+                        "it measured faster, else contiguous (default: auto)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
                    help="cosine anneals the learning rate to 0 over each round's training (default: cosine)")
     g.add_argument("--init", choices=["torch", "glorot"], default="torch",
@@ -227,10 +232,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = alkit.run(
         dataset=[d.strip() for d in args.dataset.split(",") if d.strip()],
         strategies=split_strategies(args.strategies), seeds=args.seeds,
-        initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, candidates=args.candidates,
+        initial=args.initial, query=args.query, rounds=args.rounds, budget=args.budget, schedule=args.schedule,
+        candidates=args.candidates,
         initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, min_steps=args.min_steps,
         bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
+        lr_schedule=args.lr_schedule, memory_format=args.memory_format, init=args.init,
+        weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,
         full_data=args.full_data,

@@ -14,7 +14,8 @@ import alkit
 from alkit.errors import RunStoreError
 from alkit.storage.run_store import CSV_COLUMNS
 
-FAST = dict(initial=40, query=30, rounds=3, epochs=2, batch_size=32, full_data="none", progress=False)
+# min_steps=0: these tests check the loop's mechanics, not learning; the step-floor rule has its own tests
+FAST = dict(initial=40, query=30, rounds=3, epochs=2, min_steps=0, batch_size=32, full_data="none", progress=False)
 TIMING = {"train_seconds", "score_seconds", "select_seconds"}
 
 
@@ -107,6 +108,20 @@ def test_extending_a_budget_reopens_the_partial_round(small_npz: Path, tmp_path:
     res = alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", budget=130, **opts)
     assert [r["n_labeled"] for r in res.rows] == [40, 70, 100, 130]
     assert [len(r["queried"]) for r in res.rows] == [30, 30, 30, 0]
+
+
+def test_a_schedule_changes_the_query_size_and_grows_like_rounds(small_npz: Path, tmp_path: Path) -> None:
+    opts = {**FAST, "rounds": None}
+    alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s", schedule="30x2", **opts)
+    ext = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s",
+                    schedule="30x2,15x2", **opts)
+    alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "w", schedule="30x2,15x2", **opts)
+    assert [r["n_labeled"] for r in ext.rows] == [40, 70, 100, 115, 130]
+    assert [len(r["queried"]) for r in ext.rows] == [30, 30, 15, 15, 0]
+    _assert_same_results(tmp_path / "s" / "rounds.csv", tmp_path / "w" / "rounds.csv")
+    assert "schedule: 30x2,15x2" in (tmp_path / "s" / "config.yaml").read_text()
+    with pytest.raises(RunStoreError, match="loop.schedule"):
+        alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s", schedule="30x1", **opts)
 
 
 @pytest.mark.parametrize("change, field", [

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from alkit.errors import ConfigError, StrategyError
-from alkit.loop.config import config_from_dict, load_config
+from alkit.loop.config import ExperimentConfig, LoopConfig, config_from_dict, load_config
 from alkit.loop.oracle import Oracle, SimulatedOracle
 from alkit.loop.pool import PoolState, initial_set
 from alkit.loop.seeding import derive_seed, numpy_rng
@@ -66,7 +66,12 @@ BASE = {"datasets": ["fashion-mnist"], "strategies": ["random", "margin"], "seed
     ({"loop": {"initial": -5}}, "loop.initial: -5 must be a non-negative integer"),
     ({"loop": {"query": 0, "rounds": 3}}, "loop.query: 0 labels per round with 3 rounds"),
     ({"loop": {"rounds": 2, "budget": 5000}}, "give rounds or budget, not both"),
-    ({"loop": {"candidates": 10, "query": 100}}, "loop.candidates: 10 is smaller than query"),
+    ({"loop": {"candidates": 10, "query": 100}}, r"loop.candidates: 10 is smaller than the largest query \(100\)"),
+    ({"loop": {"candidates": 30, "schedule": "20x2,50x1"}}, r"loop.candidates: 30 is smaller than the largest query \(50\)"),
+    ({"loop": {"schedule": "20x2,50"}}, "loop.schedule: '50' is not SIZExROUNDS with positive integers"),
+    ({"loop": {"schedule": "0x3"}}, "loop.schedule: '0x3' is not SIZExROUNDS"),
+    ({"loop": {"schedule": []}}, "loop.schedule: .* is not a schedule"),
+    ({"loop": {"schedule": "20x9", "rounds": 3}}, "give schedule, or rounds or budget, not both"),
     ({"loop": {"initial_set": "greedy"}}, "loop.initial_set: 'greedy' is unknown"),
     ({"loop": {"epochs": 3}}, r"loop: unknown field\(s\) \['epochs'\]"),
     ({"train": {"epochs": 0}}, "train.epochs: 0 must be a positive integer"),
@@ -80,6 +85,41 @@ BASE = {"datasets": ["fashion-mnist"], "strategies": ["random", "margin"], "seed
 def test_config_validation(override: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from_dict({**BASE, **override}, where="grid.yaml")
+
+
+def test_schedule_sets_the_rounds_and_their_sizes() -> None:
+    loop = LoopConfig(initial=20, schedule=["20x3", "100X2"]).validate()
+    assert loop.schedule == "20x3,100x2" and loop.query == 20
+    assert loop.n_rounds() == 5 and loop.final_labels() == 280
+    assert loop.query_sizes() == [20, 20, 20, 100, 100]
+    assert [loop.query_size(r, n) for r, n in ((0, 20), (3, 80), (4, 180), (5, 280))] == [20, 100, 100, 0]
+    assert loop.describe_queries() == "3 rounds x 20, 2 rounds x 100"
+    assert LoopConfig(initial=10, query=30, budget=100).validate().query_sizes() == [30, 30, 30]
+    assert LoopConfig(initial=10, query=30, budget=95).validate().query_sizes() == [30, 30, 25]
+
+
+@pytest.mark.parametrize("old, new, grows", [
+    ({"rounds": 2}, {"rounds": 3}, True),
+    ({"rounds": 3}, {"rounds": 2}, False),
+    ({"budget": 95}, {"budget": 130}, True),            # the partial last round is run again, larger
+    ({"rounds": 2}, {"schedule": "30x2,10x2"}, True),  # same query sizes, then more rounds
+    ({"schedule": "30x2"}, {"schedule": "30x2,100x1"}, True),
+    ({"schedule": "30x2,100x1"}, {"schedule": "30x2"}, False),
+    ({"schedule": "30x2"}, {"schedule": "20x1,30x2"}, False),
+    ({"rounds": 2}, {"query": 20, "rounds": 3}, False),
+])
+def test_which_loop_changes_extend_a_run(old: dict, new: dict, grows: bool) -> None:
+    def config(loop: dict) -> ExperimentConfig:
+        return config_from_dict({**BASE, "loop": {"initial": 40, "query": 30, **loop}})
+    assert config(new).extends(config(old).result_fingerprint()) is grows
+
+
+def test_memory_format_is_validated_and_not_part_of_the_fingerprint() -> None:
+    cfg = config_from_dict({**BASE, "train": {"memory_format": "channels-last"}})
+    assert "memory_format" not in cfg.result_fingerprint()["train"]
+    assert cfg.result_fingerprint() == config_from_dict(BASE).result_fingerprint()
+    with pytest.raises(ConfigError, match="train.memory_format: 'nhwc' is unknown"):
+        config_from_dict({**BASE, "train": {"memory_format": "nhwc"}}, where="grid.yaml")
 
 
 def test_budget_larger_than_pool() -> None:

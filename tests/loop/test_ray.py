@@ -99,7 +99,7 @@ def test_driver_sigkill_then_rerun_resumes_to_the_uninterrupted_result(cluster: 
                                                                         tmp_path: Path) -> None:
     args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
             "--strategies", "random,margin,badge", "--seeds", "0,1", "--initial", "40", "--query", "30",
-            "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q",
+            "--rounds", "4", "--epochs", "3", "--min-steps", "0", "--batch-size", "32", "--full-data", "none", "--no-report", "-q",
             "--executor", "ray", "--ray-address", cluster]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     kill_mid_run_then_resume(args, env, tmp_path, 6, 30)
@@ -107,7 +107,7 @@ def test_driver_sigkill_then_rerun_resumes_to_the_uninterrupted_result(cluster: 
 
 def test_ray_is_not_imported_unless_chosen(small_npz: Path, tmp_path: Path) -> None:
     code = ("import sys, alkit; alkit.run('npz', ['margin'], seeds=[0], data_dir=sys.argv[1], out=sys.argv[2], "
-            "initial=40, query=30, rounds=1, epochs=1, full_data='none', progress=False, report=False); "
+            "initial=40, query=30, rounds=1, epochs=1, min_steps=0, full_data='none', progress=False, report=False); "
             "print('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code, str(small_npz), str(tmp_path / "r")], capture_output=True,
                          text=True, check=True)

@@ -11,14 +11,17 @@ from tests.conftest import CIFAR_ARCHIVE, FMNIST_DIR, require_real
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset, data", [("fashion-mnist", FMNIST_DIR), ("fashion-mnist-imbalanced", FMNIST_DIR),
-                                           ("cifar10", CIFAR_ARCHIVE)])
-def test_run_on_real_dataset(dataset: str, data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("dataset, data, training", [
+    ("fashion-mnist", FMNIST_DIR, []),  # the default training rule (a 500-step floor) on real data
+    ("fashion-mnist-imbalanced", FMNIST_DIR, ["--min-steps", "0"]),  # the other two check formats and the loop
+    ("cifar10", CIFAR_ARCHIVE, ["--min-steps", "0"]),
+])
+def test_run_on_real_dataset(dataset: str, data: Path, training: list[str], tmp_path: Path) -> None:
     require_real(data)
     out = subprocess.run(
         [sys.executable, "-m", "alkit", "run", "--dataset", dataset, "--data-dir", str(data),
          "--strategies", "random,entropy", "--initial", "200", "--query", "100", "--rounds", "1", "--epochs", "10",
-         "--candidates", "2000", "--full-data", "none", "--out", str(tmp_path / "run"), "-q"],
+         *training, "--candidates", "2000", "--full-data", "none", "--out", str(tmp_path / "run"), "-q"],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
     with open(tmp_path / "run" / "rounds.csv") as f:

@@ -8,7 +8,7 @@ import alkit
 from alkit.errors import RunStoreError
 from alkit.reporting.report import write_report
 
-TINY = dict(initial=40, query=30, rounds=1, epochs=1, batch_size=32, progress=False, report=False)
+TINY = dict(initial=40, query=30, rounds=1, epochs=1, min_steps=0, batch_size=32, progress=False, report=False)
 
 
 def _report(run: Path) -> str:

@@ -13,7 +13,7 @@ from alkit.reporting.terminal import print_summary, summary_rows
 def test_a_piped_run_prints_a_line_per_round_and_the_summary_table(small_npz: Path, tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
                           "--strategies", "random,margin", "--seeds", "0,1", "--initial", "40", "--query", "30",
-                          "--rounds", "1", "--epochs", "1", "--full-data", "none", "--no-report",
+                          "--rounds", "1", "--epochs", "1", "--min-steps", "0", "--full-data", "none", "--no-report",
                           "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
     lines = [l for l in out.stderr.splitlines() if l.startswith("alkit: ")]
@@ -26,7 +26,7 @@ def test_a_piped_run_prints_a_line_per_round_and_the_summary_table(small_npz: Pa
 
 def test_summary_rows_and_one_seed(small_npz: Path, tmp_path: Path) -> None:
     res = alkit.run("npz", ["random", "entropy"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s",
-                    initial=40, query=30, rounds=1, epochs=1, full_data="none", progress=False, report=False)
+                    initial=40, query=30, rounds=1, epochs=1, min_steps=0, full_data="none", progress=False, report=False)
     rows = summary_rows(res.rows, res.full_data)
     assert sorted(r["strategy"] for r in rows) == ["entropy", "random"] and all(r["seeds"] == 1 for r in rows)
     buf = io.StringIO()
@@ -36,7 +36,7 @@ def test_summary_rows_and_one_seed(small_npz: Path, tmp_path: Path) -> None:
 
 def test_report_rebuilt_from_the_folder_names_the_classes(small_npz: Path, tmp_path: Path) -> None:
     alkit.run("npz", ["random", "margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "c", initial=40,
-              query=30, rounds=1, epochs=1, full_data="none", progress=False, report=False)
+              query=30, rounds=1, epochs=1, min_steps=0, full_data="none", progress=False, report=False)
     write_report(tmp_path / "c")  # as `alkit report RUN_DIR` does: no classes passed in
     text = (tmp_path / "c" / "report.md").read_text()
     assert "| strategy | c0 | c1 | c2 |" in text

@@ -67,7 +67,7 @@ def _pixels(x: np.ndarray) -> np.ndarray:
 def test_label_free_initial_set_in_a_run_is_shared_by_every_strategy(kind: str, small_npz: Path,
                                                                       tmp_path: Path) -> None:
     res = alkit.run("npz", ["random", "margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / kind,
-                    initial=20, query=20, rounds=1, epochs=1, initial_set=kind, full_data="none", progress=False,
+                    initial=20, query=20, rounds=1, epochs=1, min_steps=0, initial_set=kind, full_data="none", progress=False,
                     report=False)
     assert {r["n_labeled"] for r in res.rows if r["round"] == 0} == {20}
     from alkit.storage.run_store import RunStore
@@ -78,6 +78,6 @@ def test_label_free_initial_set_in_a_run_is_shared_by_every_strategy(kind: str, 
     y = np.load(small_npz)["y_train"]
     assert len(set(y[init].tolist())) >= 6  # typical, diverse picks cover most of the 10 classes
     own = alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / f"{kind}-own",
-                    initial=20, query=20, rounds=1, epochs=1, initial_set=kind, embedder=_pixels, full_data="none",
+                    initial=20, query=20, rounds=1, epochs=1, min_steps=0, initial_set=kind, embedder=_pixels, full_data="none",
                     progress=False, report=False)
     assert own.rows[0]["n_labeled"] == 20

@@ -42,7 +42,7 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
                                          ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
-                                         ("device", "tpu")])
+                                         ("device", "tpu"), ("memory_format", "nhwc")])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()
@@ -111,6 +111,37 @@ def test_min_steps_adds_epochs_and_single_sample_batches_are_skipped():
 
 def test_default_rule_changes_nothing_on_large_labeled_sets():
     assert TrainConfig().step_floor() <= 10 * (3200 // 64)
+
+
+def test_memory_format_rule():
+    ref, cpu, cuda = _model(), CPU, torch.device("cuda")
+    auto = TrainConfig()
+    assert auto.trains_channels_last(ref, cpu, "fp32")
+    assert not auto.trains_channels_last(ref, cpu, "bf16") and not auto.trains_channels_last(ref, cuda, "fp32")
+    user = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 4))
+    assert not auto.trains_channels_last(user, cpu, "fp32")  # a user's model may view() its input
+    assert TrainConfig(memory_format="channels-last").trains_channels_last(user, cuda, "bf16")
+    assert not TrainConfig(memory_format="contiguous").trains_channels_last(ref, cpu, "fp32")
+
+
+def test_channels_last_training_is_the_same_training_in_another_layout():
+    x, y = _quadrant_data(96)
+    trained = {}
+    for layout in ("contiguous", "channels-last"):
+        model, seen = _model(), []
+        hook = model.features[3].register_forward_hook(
+            lambda m, inp, out: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last)
+                                            and not m.weight.is_contiguous()))
+        loss = _fit(model, x, y, TrainConfig(epochs=2, batch_size=16, min_steps=0, bn_recalibration=False,
+                                             memory_format=layout))
+        hook.remove()
+        assert len(seen) == 12 and all(seen) == (layout == "channels-last") and any(seen) == all(seen)
+        assert all(p.is_contiguous() for p in model.parameters())  # handed back in the layout scoring uses
+        trained[layout] = (loss, model)
+    (loss_a, a), (loss_b, b) = trained["contiguous"], trained["channels-last"]
+    assert loss_a == pytest.approx(loss_b, rel=1e-3)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        assert torch.allclose(pa.float(), pb.float(), atol=1e-3, rtol=1e-3)
 
 
 def test_fit_trains_only_on_the_given_indices():

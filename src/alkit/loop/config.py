@@ -32,8 +32,10 @@ EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_unit", "gpus
 class LoopConfig:
     """How labels are acquired.
 
-    ``rounds`` query rounds follow the initial set (so ``rounds + 1`` evaluations); or give
-    ``budget``, the total number of labels, and the rounds follow. ``initial_set``: ``random``,
+    ``rounds`` query rounds of ``query`` labels follow the initial set (so ``rounds + 1`` evaluations);
+    or give ``budget``, the total number of labels, and the rounds follow; or give ``schedule``, query
+    sizes that change between rounds, as ``SIZExROUNDS`` items: ``20x9,100x3`` is 9 rounds of 20 labels,
+    then 3 of 100 (it replaces ``query``, ``rounds`` and ``budget``). ``initial_set``: ``random``,
     ``balanced`` (equal per class: it reads the labels), or label-free ``typiclust`` / ``probcover`` on
     the ``embedder``'s embeddings (``pca`` by default, or ``module:function``). ``candidates`` scores
     only a uniform random subsample of that many unlabeled samples per round (a speed
@@ -47,8 +49,11 @@ class LoopConfig:
     candidates: int | None = None
     initial_set: str = "random"
     embedder: str | None = None
+    schedule: str | list | None = None
 
     def n_rounds(self) -> int:
+        if self.schedule is not None:
+            return sum(rounds for _, rounds in parse_schedule(self.schedule))
         if self.rounds is not None:
             return self.rounds
         if self.budget is not None:
@@ -56,6 +61,8 @@ class LoopConfig:
         return 9
 
     def final_labels(self) -> int:
+        if self.schedule is not None:
+            return self.initial + sum(size * rounds for size, rounds in parse_schedule(self.schedule))
         if self.budget is not None and self.rounds is None:
             return self.budget
         return self.initial + self.n_rounds() * self.query
@@ -64,7 +71,24 @@ class LoopConfig:
         """How many labels round ``round_`` queries when ``n_labeled`` are labeled (0 in the last round)."""
         if round_ >= self.n_rounds():
             return 0
-        return max(0, min(self.query, self.final_labels() - n_labeled))
+        size = self.query
+        if self.schedule is not None:
+            size = [s for s, rounds in parse_schedule(self.schedule) for _ in range(rounds)][round_]
+        return max(0, min(size, self.final_labels() - n_labeled))
+
+    def query_sizes(self) -> list[int]:
+        """The labels each round queries, in order, starting from the initial set."""
+        sizes, n = [], self.initial
+        for r in range(self.n_rounds()):
+            sizes.append(self.query_size(r, n))
+            n += sizes[-1]
+        return sizes
+
+    def describe_queries(self) -> str:
+        """The query rounds in words, for messages: ``9 rounds x 20, 3 rounds x 100``."""
+        if self.schedule is not None:
+            return ", ".join(f"{rounds} rounds x {size}" for size, rounds in parse_schedule(self.schedule))
+        return f"{self.n_rounds()} rounds x {self.query}"
 
     def validate(self, where: str = "loop") -> LoopConfig:
         check_field_types(self, f"{where}.")
@@ -74,14 +98,20 @@ class LoopConfig:
                 raise ConfigError(f"{where}.{name}: {value!r} must be a non-negative integer")
         if self.initial < 2:
             raise ConfigError(f"{where}.initial: {self.initial} is too small to train on; use at least 2 labels")
+        if self.schedule is not None:
+            self.schedule = format_schedule(parse_schedule(self.schedule, f"{where}.schedule"))
+            if self.rounds is not None or self.budget is not None:
+                raise ConfigError(f"{where}: give schedule, or rounds or budget, not both (the schedule sets the rounds)")
+            self.query = parse_schedule(self.schedule)[0][0]  # so config.yaml shows no stale per-round size
         if self.rounds is not None and self.budget is not None:
             raise ConfigError(f"{where}: give rounds or budget, not both")
         if self.budget is not None and self.budget < self.initial:
             raise ConfigError(f"{where}.budget: {self.budget} is smaller than initial ({self.initial})")
         if self.n_rounds() > 0 and self.query == 0:
             raise ConfigError(f"{where}.query: 0 labels per round with {self.n_rounds()} rounds; set query > 0")
-        if self.candidates is not None and self.candidates < self.query:
-            raise ConfigError(f"{where}.candidates: {self.candidates} is smaller than query ({self.query})")
+        largest = max(self.query_sizes(), default=0)
+        if self.candidates is not None and self.candidates < largest:
+            raise ConfigError(f"{where}.candidates: {self.candidates} is smaller than the largest query ({largest})")
         if self.initial_set not in INITIAL_SETS:
             raise ConfigError(f"{where}.initial_set: '{self.initial_set}' is unknown; choose {', '.join(INITIAL_SETS)}")
         if self.embedder is not None:
@@ -91,6 +121,25 @@ class LoopConfig:
             if self.embedder != "pca" and not self.embedder.startswith("python:"):
                 load_embedder(self.embedder)
         return self
+
+
+def parse_schedule(schedule: str | list, where: str = "schedule") -> list[tuple[int, int]]:
+    """``"20x9,100x3"`` (or ``["20x9", "100x3"]``) as ``[(20, 9), (100, 3)]``: (labels per round, rounds)."""
+    items = schedule.split(",") if isinstance(schedule, str) else schedule
+    if not isinstance(items, list) or not items:
+        raise ConfigError(f"{where}: {schedule!r} is not a schedule; write SIZExROUNDS items such as 20x9,100x3")
+    out = []
+    for item in items:
+        size, sep, rounds = str(item).strip().lower().partition("x")
+        if not (sep and size.isdigit() and rounds.isdigit() and int(size) > 0 and int(rounds) > 0):
+            raise ConfigError(f"{where}: '{item}' is not SIZExROUNDS with positive integers; write e.g. "
+                              "20x9,100x3 (9 rounds of 20 labels, then 3 of 100)")
+        out.append((int(size), int(rounds)))
+    return out
+
+
+def format_schedule(items: list[tuple[int, int]]) -> str:
+    return ",".join(f"{size}x{rounds}" for size, rounds in items)
 
 
 @dataclass
@@ -196,14 +245,16 @@ class ExperimentConfig:
     def extends(self, old: dict[str, Any]) -> bool:
         """True when this configuration only grows the run ``old`` describes (a result fingerprint).
 
-        Growing means more rounds or a larger budget, more seeds, more strategies, or a
+        Growing means more rounds, a larger budget or a longer schedule (every round before the old last one
+        queries as before, and that one no less), more seeds, more strategies, or a
         full-data reference where there was none (or for all seeds); every other setting equal.
         The rounds already run stay valid: each round's randomness depends only on (seed,
         round, purpose), so they are what the larger run would do.
         """
         new = self.result_fingerprint()
         changed = set(config_diff(old, new))
-        if not changed or not changed <= {"loop.rounds", "loop.budget", "seeds", "strategies", "full_data"}:
+        if not changed or not changed <= {"loop.rounds", "loop.budget", "loop.schedule", "loop.query", "seeds",
+                                          "strategies", "full_data"}:
             return False
         if FULL_DATA.index(self.full_data) < FULL_DATA.index(old.get("full_data", "none")):
             return False
@@ -212,15 +263,15 @@ class ExperimentConfig:
         except TypeError:
             return False
         return (set(old["seeds"]) <= set(self.seeds) and set(old["strategies"]) <= set(self.strategies)
-                and self.loop.final_labels() >= old_loop.final_labels())
+                and _grows(old_loop.query_sizes(), self.loop.query_sizes()))
 
     def check_pool_size(self, dataset_key: str, n_train: int, where: str = "config") -> None:
         need = self.loop.final_labels()
         if need > n_train:
             raise ConfigError(
                 f"{where}: loop: the budget of {need} labels (initial {self.loop.initial} + "
-                f"{self.loop.n_rounds()} rounds x {self.loop.query}) exceeds the {n_train} training images of "
-                f"{dataset_key}; lower rounds, query or budget"
+                f"{self.loop.describe_queries()}) exceeds the {n_train} training images of "
+                f"{dataset_key}; lower rounds, query, budget or schedule"
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -233,8 +284,16 @@ class ExperimentConfig:
         d = self.to_dict()
         for where_it_runs in ("out", *EXECUTION_FIELDS):
             d.pop(where_it_runs, None)
-        d["train"].pop("eval_batch_size", None)
+        for how_it_runs in ("eval_batch_size", "memory_format"):  # float summation order, like the thread count
+            d["train"].pop(how_it_runs, None)
         return d
+
+
+def _grows(old: list[int], new: list[int]) -> bool:
+    """True when the query sizes ``new`` continue ``old``: the same rounds, the old last one no smaller, more after."""
+    if len(new) < len(old) or new[:len(old) - 1] != old[:-1]:
+        return False
+    return not old or new[len(old) - 1] >= old[-1]
 
 
 def split_strategies(text: str) -> list[str]:

@@ -1,0 +1,154 @@
+"""Training-step speed: alkit's ``fit`` per precision, memory layout and batch size, against a plain step.
+
+Every variant trains the reference CNN on the same random Fashion-MNIST labels through alkit's own ``fit``
+(uint8 batches standardised on the fly, seeded dropout, the cosine schedule), with the step floor and
+BatchNorm re-estimation off so that only optimizer steps are timed. The variants run in turns, round after
+round, and each keeps its fastest round, so load from elsewhere on a shared machine falls on all of them
+alike. The "plain" row is what a user writes: the labeled images converted to a float tensor once, then
+``model(x[b])``, cross-entropy, Adam, in fp32 and contiguous layout (the end-to-end benchmark's loop).
+
+    python -m benchmarks.training_step                          # this CPU
+    ONEDNN_MAX_CPU_ISA=AVX2 python -m benchmarks.training_step  # oneDNN kept to AVX2 kernels, as on an AVX2 CPU
+    python -m benchmarks.training_step --device cuda
+    python -m benchmarks.training_step --smoke                  # seconds, for CI (writes nothing)
+
+bf16 rows run only where bf16 is native (a GPU, or a CPU with AVX512-BF16 or AMX and no ISA cap): an
+emulated bf16 step is several times slower than fp32, and alkit never trains in it by default there.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+import alkit
+from alkit.loop.seeding import numpy_rng, torch_generator
+from alkit.models import ReferenceCNN
+from alkit.models.device import cpu_has_native_bf16, resolve_device, resolve_precision
+from alkit.models.seeded import init_weights
+from alkit.training.config import TrainConfig
+from alkit.training.trainer import Normalizer, fit
+from benchmarks.common import device_key, save_result, table
+
+PLAIN = "plain loop step (fp32, contiguous, float images prepared once)"
+
+
+def plain_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device, batch: int, epochs: int,
+                seed: int) -> int:
+    """A hand-written fp32 training loop over ``labeled``; returns the number of steps taken."""
+    model = ReferenceCNN(ds.image_shape, ds.num_classes).to(device)
+    init_weights(model, torch_generator(seed, 0, "init"))
+    x = norm(ds.x_train[labeled], device)
+    y = torch.as_tensor(ds.y_train[labeled], device=device)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    rng, steps = np.random.default_rng(seed), 0
+    model.train()
+    for _ in range(epochs):
+        order = torch.from_numpy(rng.permutation(len(labeled))).to(device)
+        for i in range(0, len(order) - 1, batch):
+            b = order[i:i + batch]
+            loss = nn.functional.cross_entropy(model(x[b]), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            steps += 1
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps
+
+
+def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device, cfg: TrainConfig,
+                precision: str, seed: int) -> int:
+    model = ReferenceCNN(ds.image_shape, ds.num_classes)
+    init_weights(model, torch_generator(seed, 0, "init"))
+    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, device, precision, numpy_rng(seed, 0, "batches"),
+        torch_generator(seed, 0, "dropout", device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    n = len(labeled)
+    return cfg.epochs * (n // cfg.batch_size + (n % cfg.batch_size >= 2))
+
+
+def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int]]:
+    """Row name -> (precision, memory format, batch)."""
+    out = {}
+    precisions = ("fp32", "bf16") if native_bf16 else ("fp32",)
+    for precision in precisions:
+        for layout in ("contiguous", "channels-last"):
+            out[f"alkit fit, {precision}, {layout}, batch 64"] = (precision, layout, 64)
+    for precision in precisions:
+        out[f"alkit fit, {precision}, {'channels-last' if device.type == 'cpu' and precision == 'fp32' else 'contiguous'}"
+            f", batch 128"] = (precision, "channels-last" if device.type == "cpu" and precision == "fp32"
+                               else "contiguous", 128)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--labels", type=int, default=2000)
+    ap.add_argument("--epochs", type=int, default=2, help="epochs per timed fit")
+    ap.add_argument("--rounds", type=int, default=3, help="turns: every variant runs once per turn")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.smoke:
+        args.labels, args.epochs, args.rounds = 200, 1, 1
+    device = resolve_device(args.device)
+    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    native_bf16 = device.type == "cuda" or (cpu_has_native_bf16() and not isa_cap)
+    ds = alkit.load_dataset("fashion-mnist", progress=False)
+    norm = Normalizer(*ds.channel_stats())
+    labeled = np.sort(numpy_rng(0, 0, "initial").choice(len(ds.y_train), args.labels, replace=False))
+    rows = variants(device, native_bf16)
+    best: dict[str, float] = {}
+    for turn in range(args.rounds):
+        order = [PLAIN, *rows] if turn % 2 == 0 else [*reversed(rows), PLAIN]
+        for name in order:
+            t0 = time.perf_counter()
+            if name == PLAIN:
+                steps = plain_steps(ds, labeled, norm, device, 64, args.epochs, turn)
+            else:
+                precision, layout, batch = rows[name]
+                cfg = TrainConfig(epochs=args.epochs, batch_size=batch, min_steps=0, bn_recalibration=False,
+                                  memory_format=layout).validate()
+                steps = alkit_steps(ds, labeled, norm, device, cfg, precision, turn)
+            per_step = (time.perf_counter() - t0) / steps
+            batch = 64 if name == PLAIN else rows[name][2]
+            best[name] = min(best.get(name, float("inf")), per_step / batch)  # seconds per image
+            print(f"turn {turn}: {name}: {per_step * 1000:.1f} ms/step", flush=True)
+    default_precision = resolve_precision("auto", device)
+    default_layout = "channels-last" if TrainConfig().trains_channels_last(ReferenceCNN(ds.image_shape), device,
+                                                                            default_precision) else "contiguous"
+    default = f"alkit fit, {default_precision}, {default_layout}, batch 64"
+    base = best["alkit fit, fp32, contiguous, batch 64"]
+    cells = [[name, 1 / best[name], best[name] * (64 if name == PLAIN else rows[name][2]) * 1000,
+              base / best[name], best[PLAIN] / best[name]] for name in [PLAIN, *rows]]
+    cap = f", oneDNN capped at {isa_cap} (`ONEDNN_MAX_CPU_ISA`)" if isa_cap else ""
+    text = [f"The reference CNN trained on {args.labels:,} random Fashion-MNIST labels, {args.epochs} epochs per fit, "
+            f"on {device}{cap}; each variant's fastest of {args.rounds} turns (variants interleaved). "
+            "Only optimizer steps are timed: the step floor and BatchNorm re-estimation are off. "
+            f"alkit's default here: {default.removeprefix('alkit fit, ')}.",
+            table(["variant", "images/s", "ms per step", "vs alkit fp32 contiguous", "vs plain loop"], cells,
+                  [None, ",.0f", ".1f", ".2f", ".2f"])]
+    if not native_bf16:
+        text.append("No bf16 rows: bf16 is emulated here (no AVX512-BF16/AMX, or oneDNN capped below it).")
+    print(text[0])
+    for c in cells:
+        print(c)
+    metrics = {"device": device.type, "isa_cap": isa_cap, "default": default,
+               "default_vs_plain": best[PLAIN] / best[default], "default_vs_fp32_contiguous": base / best[default],
+               "rows": {name: {"images_per_s": 1 / best[name], "vs_plain": best[PLAIN] / best[name]}
+                        for name in [PLAIN, *rows]}}
+    if not args.smoke:
+        key = device_key("training-step", device) + (f"-onednn-{isa_cap.lower()}" if isa_cap else "")
+        title = (f"Training step on {'the CPU' if device.type == 'cpu' else device.type.upper()}"
+                 + (f", oneDNN capped at {isa_cap}" if isa_cap else ""))
+        save_result(key, "training_step", title, text, metrics)
+
+
+if __name__ == "__main__":
+    main()

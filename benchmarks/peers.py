@@ -39,7 +39,7 @@ CPU = torch.device("cpu")
 
 def alkit_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, cfg) -> np.ndarray:
     fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
-    logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_for(CPU))
+    logits = predict_logits(model, ds.x_train, pool, norm, CPU, "fp32", cfg.eval_batch_for(CPU, model, ds.image_shape))
     return select(strategy, logits, ds, labeled, pool, k)
 
 
@@ -51,10 +51,17 @@ def alkit_default_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, 
         numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
     labels = np.full(len(ds.y_train), -1)
     labels[labeled] = ds.y_train[labeled]
-    outputs = model_outputs(model, ds.x_train, norm, CPU, auto.eval_batch_for(CPU), 0, 1,
-                            auto.cheap_scoring_precision(CPU))
+    outputs = default_outputs(model, ds, norm, auto)
     ctx = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0), outputs)
     return get_strategy(strategy).query(ctx, k)
+
+
+def default_outputs(model: nn.Module, ds, norm, cfg: TrainConfig) -> ModelOutputs:
+    """The pool's outputs as alkit's loop makes them on this CPU: cache-sized batches, and the two-stage cheap pass
+    where bf16 is native."""
+    cheap = cfg.cheap_scoring_precision(CPU)
+    return model_outputs(model, ds.x_train, norm, CPU, cfg.eval_batch_for(CPU, model, ds.image_shape), 0, 1, cheap,
+                         cfg.eval_batch_for(CPU, model, ds.image_shape, cheap) if cheap else None)
 
 
 def select(strategy: str, logits: np.ndarray, ds, labeled: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
@@ -168,8 +175,7 @@ def main() -> None:
         labels = np.full(len(ds.y_train), -1)
         labels[labeled] = ds.y_train[labeled]
         staged = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0),
-                              model_outputs(trained, ds.x_train, norm, CPU, cfg.eval_batch_for(CPU), 0, 1,
-                                            TrainConfig().cheap_scoring_precision(CPU)))
+                              default_outputs(trained, ds, norm, TrainConfig()))
         ours_default = set(get_strategy(strategy).query(staged, args.query).tolist())
         agreement.append((strategy, len(ours & theirs_baal) / args.query, len(ours & theirs_modal) / args.query,
                           len(ours & ours_default) / args.query))

@@ -80,9 +80,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "where bf16 is native)")
     g.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
     g.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 0.001)")
-    g.add_argument("--memory-format", choices=["auto", "contiguous", "channels-last"], default="auto",
-                   help="layout while training: auto is channels-last for the reference CNN in fp32 on a CPU, where "
-                        "it measured faster, else contiguous (default: auto)")
     g.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
                    help="cosine anneals the learning rate to 0 over each round's training (default: cosine)")
     g.add_argument("--init", choices=["torch", "glorot"], default="torch",
@@ -236,8 +233,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, min_steps=args.min_steps,
         bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
-        lr_schedule=args.lr_schedule, memory_format=args.memory_format, init=args.init,
-        weight_decay=args.weight_decay, augment=args.augment,
+        lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
         warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,
         full_data=args.full_data,

@@ -114,14 +114,6 @@ def test_which_loop_changes_extend_a_run(old: dict, new: dict, grows: bool) -> N
     assert config(new).extends(config(old).result_fingerprint()) is grows
 
 
-def test_memory_format_is_validated_and_not_part_of_the_fingerprint() -> None:
-    cfg = config_from_dict({**BASE, "train": {"memory_format": "channels-last"}})
-    assert "memory_format" not in cfg.result_fingerprint()["train"]
-    assert cfg.result_fingerprint() == config_from_dict(BASE).result_fingerprint()
-    with pytest.raises(ConfigError, match="train.memory_format: 'nhwc' is unknown"):
-        config_from_dict({**BASE, "train": {"memory_format": "nhwc"}}, where="grid.yaml")
-
-
 def test_budget_larger_than_pool() -> None:
     cfg = config_from_dict({**BASE, "loop": {"initial": 1000, "query": 1000, "rounds": 9}})
     cfg.check_pool_size("tiny", 10000)  # exactly fits

@@ -10,6 +10,7 @@ from alkit.models.reference_cnn import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
+from alkit.training.scoring_batch import CACHE_SHARE, cpu_scoring_batch, l3_cache_bytes, largest_activation_bytes
 from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, fit
 
 CPU = torch.device("cpu")
@@ -42,7 +43,7 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
                                          ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
-                                         ("device", "tpu"), ("memory_format", "nhwc")])
+                                         ("device", "tpu")])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()
@@ -113,37 +114,6 @@ def test_default_rule_changes_nothing_on_large_labeled_sets():
     assert TrainConfig().step_floor() <= 10 * (3200 // 64)
 
 
-def test_memory_format_rule():
-    ref, cpu, cuda = _model(), CPU, torch.device("cuda")
-    auto = TrainConfig()
-    assert auto.trains_channels_last(ref, cpu, "fp32")
-    assert not auto.trains_channels_last(ref, cpu, "bf16") and not auto.trains_channels_last(ref, cuda, "fp32")
-    user = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 14 * 14, 4))
-    assert not auto.trains_channels_last(user, cpu, "fp32")  # a user's model may view() its input
-    assert TrainConfig(memory_format="channels-last").trains_channels_last(user, cuda, "bf16")
-    assert not TrainConfig(memory_format="contiguous").trains_channels_last(ref, cpu, "fp32")
-
-
-def test_channels_last_training_is_the_same_training_in_another_layout():
-    x, y = _quadrant_data(96)
-    trained = {}
-    for layout in ("contiguous", "channels-last"):
-        model, seen = _model(), []
-        hook = model.features[3].register_forward_hook(
-            lambda m, inp, out: seen.append(m.weight.is_contiguous(memory_format=torch.channels_last)
-                                            and not m.weight.is_contiguous()))
-        loss = _fit(model, x, y, TrainConfig(epochs=2, batch_size=16, min_steps=0, bn_recalibration=False,
-                                             memory_format=layout))
-        hook.remove()
-        assert len(seen) == 12 and all(seen) == (layout == "channels-last") and any(seen) == all(seen)
-        assert all(p.is_contiguous() for p in model.parameters())  # handed back in the layout scoring uses
-        trained[layout] = (loss, model)
-    (loss_a, a), (loss_b, b) = trained["contiguous"], trained["channels-last"]
-    assert loss_a == pytest.approx(loss_b, rel=1e-3)
-    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
-        assert torch.allclose(pa.float(), pb.float(), atol=1e-3, rtol=1e-3)
-
-
 def test_fit_trains_only_on_the_given_indices():
     x, y = _quadrant_data(40)
     seen = []
@@ -207,6 +177,31 @@ def test_device_resident_batches_equal_the_per_step_copies(n, batch):
 
 
 def test_scoring_batch_defaults_by_device_and_an_explicit_one_wins():
-    assert TrainConfig().eval_batch_for(CPU) == 256
+    assert TrainConfig().eval_batch_for(CPU) == 128
+    assert TrainConfig(eval_batch_size=64).eval_batch_for(CPU, _model(), (16, 16, 1)) == 64
     assert TrainConfig().eval_batch_for(torch.device("cuda")) == 1024
     assert TrainConfig(eval_batch_size=64).eval_batch_for(torch.device("cuda")) == 64
+
+
+def test_cpu_scoring_batch_fits_the_largest_activation_in_the_cache(tmp_path):
+    fashion = ReferenceCNN((28, 28, 1), 10)  # largest activation: the first conv's 32 x 26 x 26 outputs
+    assert largest_activation_bytes(fashion, (28, 28, 1), "fp32") == 32 * 26 * 26 * 4
+    assert largest_activation_bytes(fashion, (28, 28, 1), "bf16") == 32 * 26 * 26 * 2
+    assert fashion.training  # the probe leaves the model's mode as it found it
+    l3 = 32 * 2**20
+    fp32, bf16 = cpu_scoring_batch(fashion, (28, 28, 1), "fp32", l3), cpu_scoring_batch(fashion, (28, 28, 1), "bf16", l3)
+    assert (fp32, bf16) == (128, 288)
+    for batch, precision in ((fp32, 4), (bf16, 2)):
+        assert batch % 32 == 0 and batch * 32 * 26 * 26 * precision <= CACHE_SHARE * l3
+        assert (batch + 32) * 32 * 26 * 26 * precision > CACHE_SHARE * l3
+    assert cpu_scoring_batch(fashion, (28, 28, 1), "fp32", 2**20) == 32  # never below the floor
+    assert cpu_scoring_batch(nn_linear(), (4, 4, 1), "fp32", l3) == 1024  # nor above the ceiling
+    for text, size in (("32768K", 32 * 2**20), ("8M", 8 * 2**20), ("1048576", 2**20), ("junk", None)):
+        (tmp_path / "size").write_text(text + "\n")
+        assert l3_cache_bytes(tmp_path / "size") == size
+    assert l3_cache_bytes(tmp_path / "missing") is None
+    assert TrainConfig().eval_batch_for(CPU, fashion, (28, 28, 1)) == cpu_scoring_batch(fashion, (28, 28, 1), "fp32")
+
+
+def nn_linear() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))

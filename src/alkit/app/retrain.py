@@ -139,6 +139,11 @@ class Retrainer:
                 self._pending = False
 
     # -- the work ---------------------------------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The model's input, H x W x C, from ``image_size`` (W, H): images are read as RGB."""
+        return self.image_size[1], self.image_size[0], 3
+
     def _arrays(self, ids: list[int]) -> tuple[np.ndarray, list[int]]:
         """Decoded images for ``ids`` (cached); unreadable ones are marked corrupt and dropped."""
         keep, arrays = [], []
@@ -170,12 +175,12 @@ class Retrainer:
         version_seed = self.project.model_version() + 1
         x = x_train.reshape(-1, 3).astype(np.float64) / 255.0
         norm = Normalizer(x.mean(0).astype(np.float32), x.std(0).astype(np.float32) + 1e-6)
-        model = ReferenceCNN((self.image_size[1], self.image_size[0], 3), len(classes))
+        model = ReferenceCNN(self.input_shape, len(classes))
         init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
         fit(model, x_train, y_train, np.arange(len(y_train)), self.train_cfg, norm, self.device, self.precision,
             numpy_rng(self.seed, version_seed, "batches"),
             torch_generator(self.seed, version_seed, "dropout", self.device))
-        batch = self.train_cfg.eval_batch_for(self.device)
+        batch = self.train_cfg.eval_batch_for(self.device, model, self.input_shape)
         holdout_labels = self.project.current_labels(holdout=True)
         x_hold, hold_ids = self._arrays(list(holdout_labels))
         metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0}
@@ -215,7 +220,7 @@ class Retrainer:
         labels = np.full(len(ids), -1, dtype=np.int64)
         labels[:n_train] = y_train
         outputs = model_outputs(model, np.concatenate([x_train, x_pool]), norm, self.device,
-                                self.train_cfg.eval_batch_for(self.device), self.seed, version)
+                                self.train_cfg.eval_batch_for(self.device, model, self.input_shape), self.seed, version)
         candidates = np.arange(n_train, len(ids))
         rng = numpy_rng(self.seed, version, "ties")
         ctx = QueryContext(candidates, np.arange(n_train), labels, len(self.project.classes), version, rng,

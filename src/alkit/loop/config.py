@@ -284,8 +284,7 @@ class ExperimentConfig:
         d = self.to_dict()
         for where_it_runs in ("out", *EXECUTION_FIELDS):
             d.pop(where_it_runs, None)
-        for how_it_runs in ("eval_batch_size", "memory_format"):  # float summation order, like the thread count
-            d["train"].pop(how_it_runs, None)
+        d["train"].pop("eval_batch_size", None)
         return d
 
 

@@ -177,11 +177,13 @@ class UnitRunner:
         loss = fit(model, ds.x_train, labels, labeled, self.config.train, norm, device, precision,
                    numpy_rng(seed, round_, "batches"), torch_generator(seed, round_, "dropout", device))
         train_seconds = time.perf_counter() - t0
-        batch = self.config.train.eval_batch_for(device)
+        train = self.config.train
+        batch = train.eval_batch_for(device, model, ds.image_shape)
         logits = predict_logits(model, ds.x_test, None, norm, device, "fp32", batch)
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
-        outputs = model_outputs(model, ds.x_train, norm, device, batch, seed, round_,
-                                self.config.train.cheap_scoring_precision(device))
+        cheap = train.cheap_scoring_precision(device)
+        outputs = model_outputs(model, ds.x_train, norm, device, batch, seed, round_, cheap,
+                                train.eval_batch_for(device, model, ds.image_shape, cheap) if cheap else None)
         return _Trained(model, metrics, train_seconds, loss, outputs)
 
     def _warm_model(self, ds: Dataset, seed: int, state: bytes | None, label: str,

@@ -12,7 +12,6 @@ from alkit.validation import check_field_types
 
 LR_SCHEDULES = ("constant", "cosine")
 SCORINGS = ("auto", "fp32", "two-stage")
-MEMORY_FORMATS = ("auto", "contiguous", "channels-last")
 STEPS_PER_EPOCH_FLOOR = 50
 BN_RECALIBRATION_IMAGES = 10_000
 
@@ -25,7 +24,8 @@ class TrainConfig:
     bf16 natively (see ``resolve_precision``); the precision used is recorded with every round.
     The pool and the test set are always scored in fp32: bf16 logits reorder near-ties, so a bf16
     margin top-k is not fp32's (BENCHMARKS.md, ``scoring-*``).
-    ``eval_batch_size``: images per scoring batch; unset, 256 on the CPU and 1024 on a GPU.
+    ``eval_batch_size``: images per scoring batch; unset, 1024 on a GPU and, on a CPU, sized so that the model's
+    largest activation fits in the L3 cache (:mod:`alkit.training.scoring_batch`).
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
     ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
     to 0 over the round's training, which lets a round end at a well-converged model.
@@ -40,11 +40,6 @@ class TrainConfig:
     every candidate, then fp32 rescoring of the shortlist that can reach the top k; the selection is
     fp32's, :mod:`alkit.strategies.two_stage`). ``auto`` is two-stage where bf16 runs natively (a GPU, or a
     CPU with AVX512-BF16 or AMX) and fp32 elsewhere (see ``cheap_scoring_precision``).
-    ``memory_format``: the layout of images and convolution weights while training. ``auto`` is channels-last
-    for the reference CNN trained in fp32 on a CPU, where oneDNN's channels-last convolutions measured faster,
-    and contiguous elsewhere (bf16 gained nothing from it; a user's model may ``view`` its input, which
-    channels-last tensors refuse): BENCHMARKS.md, ``training-step-*``. Like the thread count, it changes only the
-    order of float sums, so it is not part of a run's fingerprint. Scoring is always contiguous.
     ``bn_recalibration``: after training, re-estimate BatchNorm's running statistics on the labeled
     images (up to ``BN_RECALIBRATION_IMAGES``, an even stride through them), with dropout off, as
     evaluation sees them (:func:`alkit.training.batchnorm.recalibrate_batchnorm`).
@@ -64,7 +59,6 @@ class TrainConfig:
     init: str = "torch"
     bn_recalibration: bool = True
     scoring: str = "auto"
-    memory_format: str = "auto"
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
@@ -77,9 +71,6 @@ class TrainConfig:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
         if self.scoring not in SCORINGS:
             raise ConfigError(f"train.scoring: '{self.scoring}' is unknown; choose {', '.join(SCORINGS)}")
-        if self.memory_format not in MEMORY_FORMATS:
-            raise ConfigError(f"train.memory_format: '{self.memory_format}' is unknown; choose "
-                              f"{', '.join(MEMORY_FORMATS)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"train.lr_schedule: '{self.lr_schedule}' is unknown; choose {', '.join(LR_SCHEDULES)}")
         if self.init not in INIT_SCHEMES:
@@ -96,14 +87,6 @@ class TrainConfig:
         """The fewest optimizer steps a round's training takes (the ``min_steps`` rule)."""
         return STEPS_PER_EPOCH_FLOOR * self.epochs if self.min_steps is None else self.min_steps
 
-    def trains_channels_last(self, model: torch.nn.Module, device: torch.device, precision: str) -> bool:
-        """Whether ``fit`` trains ``model`` in channels-last layout (``memory_format``, above)."""
-        if self.memory_format != "auto":
-            return self.memory_format == "channels-last"
-        from alkit.models.reference_cnn import ReferenceCNN
-
-        return isinstance(model, ReferenceCNN) and device.type == "cpu" and precision == "fp32"
-
     def cheap_scoring_precision(self, device: torch.device) -> str | None:
         """The precision of two-stage scoring's cheap pass on ``device``, or None for plain fp32 scoring."""
         if self.scoring == "fp32":
@@ -112,7 +95,18 @@ class TrainConfig:
             return "bf16"
         return None
 
-    def eval_batch_for(self, device: torch.device) -> int:
-        """The scoring batch: ``eval_batch_size`` if set, else 256 on the CPU and 1024 on a GPU, where the
-        larger batch measured faster with identical selections (BENCHMARKS.md, ``scoring-cuda``)."""
-        return self.eval_batch_size or (1024 if device.type == "cuda" else 256)
+    def eval_batch_for(self, device: torch.device, model: torch.nn.Module | None = None,
+                       image_shape: tuple[int, int, int] | None = None, precision: str = "fp32") -> int:
+        """The scoring batch: ``eval_batch_size`` if set; else 1024 on a GPU, where the larger batch measured
+        faster with identical selections (BENCHMARKS.md, ``scoring-cuda``); on a CPU, the cache-sized batch of
+        :func:`alkit.training.scoring_batch.cpu_scoring_batch` for ``model`` on ``image_shape`` images at
+        ``precision``, or 128 without them."""
+        if self.eval_batch_size:
+            return self.eval_batch_size
+        if device.type == "cuda":
+            return 1024
+        if model is None or image_shape is None:
+            return 128
+        from alkit.training.scoring_batch import cpu_scoring_batch
+
+        return cpu_scoring_batch(model, image_shape, precision)

@@ -87,21 +87,20 @@ class _LabeledSet:
     launches one gather instead of a host-to-device copy and the standardising kernels."""
 
     def __init__(self, x: np.ndarray, labels: torch.Tensor, indices: np.ndarray, normalizer: Normalizer,
-                 device: torch.device, resident: bool | None = None, channels_last: bool = False) -> None:
+                 device: torch.device, resident: bool | None = None) -> None:
         self.x, self.labels, self.normalizer, self.device = x, labels, normalizer, device
-        self.channels_last = channels_last
         self.sorted = np.sort(indices)
         self.resident: tuple[torch.Tensor, torch.Tensor] | None = None
         if resident is None:
             resident = device.type == "cuda" and 4 * self.sorted.size * int(np.prod(x.shape[1:])) <= RESIDENT_BYTES
         if resident:
-            self.resident = (normalizer(x[self.sorted], device, channels_last), labels[self.sorted].to(device))
+            self.resident = (normalizer(x[self.sorted], device), labels[self.sorted].to(device))
 
     def epoch(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = list(_batches(order, batch_size))
         if self.resident is None:
             for b in batches:
-                yield self.normalizer(self.x[b], self.device, self.channels_last), self.labels[b].to(self.device)
+                yield self.normalizer(self.x[b], self.device), self.labels[b].to(self.device)
             return
         if not batches:
             return
@@ -133,11 +132,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     last = float("nan")
     steps_per_epoch = max(1, sum(1 for _ in _batches(indices, cfg.batch_size)))
     epochs = max(cfg.epochs, -(-cfg.step_floor() // steps_per_epoch))
-    channels_last = cfg.trains_channels_last(model, device, precision)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
-    data = _LabeledSet(x, labels, indices, normalizer, device, channels_last=channels_last)
+    data = _LabeledSet(x, labels, indices, normalizer, device)
     with reproducible_kernels(device):
         for _ in range(epochs):
             total, count = torch.zeros((), device=device), 0
@@ -155,8 +151,6 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
                 count += len(yb)
             last = float(total) / max(count, 1)
     set_dropout_generator(model, None)
-    if channels_last:
-        model.to(memory_format=torch.contiguous_format)
     if cfg.bn_recalibration:
         step = -(-len(indices) // BN_RECALIBRATION_IMAGES)
         with reproducible_kernels(device):

@@ -12,13 +12,21 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "alkit", *args], capture_output=True, text=True)
 
 
-def test_version_and_help() -> None:
-    out = _cli("--version")
+def _help(capsys: pytest.CaptureFixture, *args: str) -> str:
+    with pytest.raises(SystemExit) as exit_:
+        main([*args, "--help"])
+    assert exit_.value.code == 0
+    return capsys.readouterr().out
+
+
+def test_version_and_help(capsys: pytest.CaptureFixture) -> None:
+    out = _cli("--version")  # the installed entry point, in a process of its own
     assert out.returncode == 0 and out.stdout.strip() == f"alkit {__version__}"
-    help_text = _cli("--help").stdout
+    help_text = _help(capsys)
     for command in ("datasets", "fetch", "model", "run", "experiment", "report", "demo"):
         assert command in help_text
-    assert "--candidates" in _cli("run", "--help").stdout
+    run_help = _help(capsys, "run")
+    assert "--candidates" in run_help and "--schedule" in run_help
 
 
 def test_model_summary(capsys: pytest.CaptureFixture) -> None:
@@ -37,12 +45,15 @@ def test_model_summary(capsys: pytest.CaptureFixture) -> None:
     (["run", "--schedule", "20x9,100"], "loop.schedule: '100' is not SIZExROUNDS"),
     (["run", "--schedule", "20x9", "--rounds", "3"], "give schedule, or rounds or budget, not both"),
 ])
-def test_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
-    out = _cli(*args)
-    assert out.returncode == 2, out.stderr
-    lines = out.stderr.strip().splitlines()
+def test_errors_are_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture,
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # in-process: any exception but the one-line error would fail the test
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("alkit: error: ") and message in lines[0]
-    assert "Traceback" not in out.stderr
+    assert "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
 
 
 def test_budget_too_large_for_pool(small_npz: Path, tmp_path: Path) -> None:

@@ -100,6 +100,7 @@ def test_schedule_sets_the_rounds_and_their_sizes() -> None:
 
 @pytest.mark.parametrize("old, new, grows", [
     ({"rounds": 2}, {"rounds": 3}, True),
+    ({"rounds": 0}, {"schedule": "30x1,10x2"}, True),  # the initial set alone grows into any schedule
     ({"rounds": 3}, {"rounds": 2}, False),
     ({"budget": 95}, {"budget": 130}, True),            # the partial last round is run again, larger
     ({"rounds": 2}, {"schedule": "30x2,10x2"}, True),  # same query sizes, then more rounds

@@ -290,9 +290,11 @@ class ExperimentConfig:
 
 def _grows(old: list[int], new: list[int]) -> bool:
     """True when the query sizes ``new`` continue ``old``: the same rounds, the old last one no smaller, more after."""
+    if not old:
+        return True
     if len(new) < len(old) or new[:len(old) - 1] != old[:-1]:
         return False
-    return not old or new[len(old) - 1] >= old[-1]
+    return new[len(old) - 1] >= old[-1]
 
 
 def split_strategies(text: str) -> list[str]:

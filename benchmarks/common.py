@@ -123,13 +123,15 @@ def table(columns: list[str], rows: list[list[Any]], formats: list[str | None] |
 
 
 def commit() -> str:
-    """The short commit hash, ``+dirty`` with uncommitted changes; ALKIT_BENCH_COMMIT names it where git is absent."""
+    """The short commit hash, ``+dirty`` with uncommitted changes outside ``benchmarks/results/``; ALKIT_BENCH_COMMIT
+    names it where git is absent."""
     if os.environ.get("ALKIT_BENCH_COMMIT"):
         return os.environ["ALKIT_BENCH_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)benchmarks/results"],  # results written by an earlier run are data
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except OSError:
         return "unknown"

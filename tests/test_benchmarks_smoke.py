@@ -12,9 +12,9 @@ from tests.conftest import FMNIST_DIR, require_real
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(module: str, *args: str, cwd: Path = ROOT) -> str:
+def _run(module: str, *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> str:
     out = subprocess.run([sys.executable, "-m", module, "--smoke", *args], cwd=cwd, capture_output=True, text=True,
-                         timeout=600)
+                         timeout=600, env={**os.environ, **(env or {})})
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -39,6 +39,15 @@ def test_label_efficiency_smoke(tmp_path: Path) -> None:
     out = _run("benchmarks.label_efficiency", "--strategies", "random,margin", "--seeds", "0", "--init", "glorot",
                "--out", str(tmp_path / "le"))
     assert "| margin | 1 |" in out and "labels to random's final F1" in out and "init glorot" in out
+
+
+@pytest.mark.slow
+def test_low_budget_protocol_smoke(tmp_path: Path) -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.label_efficiency", "--protocol", "low-budget", "--out", str(tmp_path / "lb"))
+    assert "| typiclust, then random | 1 |" in out and "| margin | 1 |" in out and "F1 @40" in out
+    assert "Label-free initial sets, mean paired gain" in out and "The `--epochs 2` check" in out
+    assert "schedule: 20x1" in (tmp_path / "lb" / "config.yaml").read_text()
 
 
 @pytest.mark.slow
@@ -71,11 +80,8 @@ def test_training_step_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.training_step")
     assert "plain loop step (fp32, contiguous" in out and "alkit fit, fp32, channels-last, batch 64" in out
-    capped = subprocess.run([sys.executable, "-m", "benchmarks.training_step", "--smoke"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"})
-    assert capped.returncode == 0, capped.stderr[-3000:]
-    assert "oneDNN capped at AVX2" in capped.stdout and "bf16," not in capped.stdout
+    capped = _run("benchmarks.training_step", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert "oneDNN capped at AVX2" in capped and "bf16," not in capped
 
 
 def test_recipe_variant_parsing() -> None:

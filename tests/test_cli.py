@@ -61,9 +61,9 @@ def test_budget_too_large_for_pool(small_npz: Path, tmp_path: Path) -> None:
                "--rounds", "5", "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "exceeds the 400 training images" in out.stderr
     assert not (tmp_path / "x").exists()
-    out = _cli("run", "--dataset", "npz", "--data-dir", str(small_npz), "--initial", "100", "--schedule", "50x2,100x2",
+    out = _cli("run", "--dataset", "npz", "--data-dir", str(small_npz), "--initial", "100", "--schedule", "50x2,100x3",
                "--out", str(tmp_path / "x"))
-    assert out.returncode == 2 and "(initial 100 + 2 rounds x 50, 2 rounds x 100) exceeds the 400" in out.stderr
+    assert out.returncode == 2 and "(initial 100 + 2 rounds x 50, 3 rounds x 100) exceeds the 400" in out.stderr
 
 
 def test_experiment_and_report_commands(small_npz: Path, tmp_path: Path) -> None:

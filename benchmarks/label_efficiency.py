@@ -32,7 +32,7 @@ import numpy as np
 from scipy import stats
 
 import alkit
-from alkit.loop.config import parse_schedule
+from alkit.loop.config import LoopConfig
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
 from alkit.storage.run_store import RunStore
@@ -174,7 +174,7 @@ def low_budget(args: argparse.Namespace) -> None:
     if args.smoke:
         seeds, schedule = [0], "20x1"
         common.update(schedule=schedule, candidates=600, epochs=1, min_steps=5)
-    top = 20 + sum(size * rounds for size, rounds in parse_schedule(schedule))
+    top = LoopConfig(initial=20, schedule=schedule).final_labels()
     folders = {}
     for initial_set in ("random", "typiclust", "probcover"):
         strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})

@@ -24,7 +24,7 @@ from torch.utils.data import TensorDataset
 
 import alkit
 from alkit.loop.seeding import numpy_rng, torch_generator
-from alkit.loop.outputs import model_outputs
+from alkit.loop.outputs import round_outputs
 from alkit.models import ReferenceCNN
 from alkit.models.device import resolve_precision
 from alkit.models.seeded import init_weights
@@ -51,17 +51,9 @@ def alkit_default_round(model: nn.Module, ds, norm, labeled, pool, k, strategy, 
         numpy_rng(0, 1, "b"), torch_generator(0, 1, "d"))
     labels = np.full(len(ds.y_train), -1)
     labels[labeled] = ds.y_train[labeled]
-    outputs = default_outputs(model, ds, norm, auto)
+    outputs = round_outputs(model, ds.x_train, norm, CPU, auto, ds.image_shape, 0, 1)
     ctx = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0), outputs)
     return get_strategy(strategy).query(ctx, k)
-
-
-def default_outputs(model: nn.Module, ds, norm, cfg: TrainConfig) -> ModelOutputs:
-    """The pool's outputs as alkit's loop makes them on this CPU: cache-sized batches, and the two-stage cheap pass
-    where bf16 is native."""
-    cheap = cfg.cheap_scoring_precision(CPU)
-    return model_outputs(model, ds.x_train, norm, CPU, cfg.eval_batch_for(CPU, model, ds.image_shape), 0, 1, cheap,
-                         cfg.eval_batch_for(CPU, model, ds.image_shape, cheap) if cheap else None)
 
 
 def select(strategy: str, logits: np.ndarray, ds, labeled: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
@@ -175,7 +167,7 @@ def main() -> None:
         labels = np.full(len(ds.y_train), -1)
         labels[labeled] = ds.y_train[labeled]
         staged = QueryContext(pool, labeled, labels, ds.num_classes, 1, np.random.default_rng(0),
-                              default_outputs(trained, ds, norm, TrainConfig()))
+                              round_outputs(trained, ds.x_train, norm, CPU, TrainConfig(), ds.image_shape, 0, 1))
         ours_default = set(get_strategy(strategy).query(staged, args.query).tolist())
         agreement.append((strategy, len(ours & theirs_baal) / args.query, len(ours & theirs_modal) / args.query,
                           len(ours & ours_default) / args.query))

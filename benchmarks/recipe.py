@@ -38,7 +38,7 @@ from alkit.models.seeded import init_weights
 from alkit.training.batchnorm import recalibrate_batchnorm
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
-from alkit.training.trainer import Normalizer, fit
+from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
 from benchmarks.common import markdown_blocks, save_result, table
 
 CPU = torch.device("cpu")
@@ -86,10 +86,10 @@ def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int
     fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
         torch_generator(seed, 0, "dropout"))
     seconds = time.perf_counter() - t0
-    steps_per_epoch = max(1, labels // cfg.batch_size + (labels % cfg.batch_size >= 2))
+
     out = {"labels": labels, "seed": seed, "min_steps": min_steps, "augment": augment, "precision": precision,
            "train_s": seconds,
-           "steps": max(cfg.epochs, -(-min_steps // steps_per_epoch)) * steps_per_epoch}
+           "steps": training_epochs(labels, cfg) * steps_per_epoch(labels, cfg.batch_size)}
     trained = {k: v.clone() for k, v in model.state_dict().items()}
     for mode, images in zip(BN_MODES, (None, labeled, pool_sample)):
         model.load_state_dict(trained)

@@ -26,7 +26,7 @@ from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.models import ReferenceCNN
 from alkit.models.device import cpu_has_native_bf16, resolve_device
 from alkit.models.seeded import init_weights
-from alkit.loop.outputs import model_outputs
+from alkit.loop.outputs import round_outputs
 from alkit.strategies import PoolPrediction, entropy_scores, get_strategy, margin_scores, top_k
 from alkit.strategies.two_stage import TwoStageRecord, two_stage_scores
 from alkit.training.config import TrainConfig
@@ -99,9 +99,7 @@ def two_stage_rows(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, dev:
         score = get_strategy(name).score
 
         def run() -> tuple[np.ndarray, TwoStageRecord] | None:
-            cfg = TrainConfig()
-            outputs = model_outputs(model, x, norm, dev, cfg.eval_batch_for(dev, model, shape), 0, 1, "bf16",
-                                    cfg.eval_batch_for(dev, model, shape, "bf16"))
+            outputs = round_outputs(model, x, norm, dev, TrainConfig(scoring="two-stage"), shape, 0, 1)
             staged = two_stage_scores(score, outputs, candidates, k)
             return None if staged is None else (top_k(staged[0], k, np.random.default_rng(0)), staged[1])
 

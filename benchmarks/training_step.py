@@ -9,10 +9,10 @@ alike. The "plain" row is what a user writes: the labeled images converted to a 
 
     python -m benchmarks.training_step                          # this CPU
     ONEDNN_MAX_CPU_ISA=AVX2 python -m benchmarks.training_step  # oneDNN kept to AVX2 kernels, as on an AVX2 CPU
-
-On an AVX512-BF16 CPU capped at AVX2, alkit's default is taken to be fp32, as on a real AVX2-only CPU.
     python -m benchmarks.training_step --device cuda
     python -m benchmarks.training_step --smoke                  # seconds, for CI (writes nothing)
+
+On an AVX512-BF16 CPU capped at AVX2, alkit's default is taken to be fp32, as on a real AVX2-only CPU.
 
 bf16 rows run only where bf16 is native (a GPU, or a CPU with AVX512-BF16 or AMX and no ISA cap): an
 emulated bf16 step is several times slower than fp32, and alkit never trains in it by default there.
@@ -33,7 +33,7 @@ from alkit.models import ReferenceCNN
 from alkit.models.device import cpu_has_native_bf16, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
-from alkit.training.trainer import Normalizer, fit
+from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
 from benchmarks.common import device_key, save_result, table
 
 PLAIN = "plain loop step (fp32, contiguous, float images prepared once)"
@@ -80,8 +80,7 @@ def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device,
         torch_generator(seed, 0, "dropout", device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    n = len(labeled)
-    return cfg.epochs * (n // cfg.batch_size + (n % cfg.batch_size >= 2))
+    return training_epochs(len(labeled), cfg) * steps_per_epoch(len(labeled), cfg.batch_size)
 
 
 def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int]]:

@@ -51,9 +51,15 @@ class LoopConfig:
     embedder: str | None = None
     schedule: str | list | None = None
 
+    def _scheduled(self) -> list[int] | None:
+        """The schedule's query size per round, or None without a schedule."""
+        if self.schedule is None:
+            return None
+        return [size for size, rounds in parse_schedule(self.schedule) for _ in range(rounds)]
+
     def n_rounds(self) -> int:
         if self.schedule is not None:
-            return sum(rounds for _, rounds in parse_schedule(self.schedule))
+            return len(self._scheduled())
         if self.rounds is not None:
             return self.rounds
         if self.budget is not None:
@@ -62,7 +68,7 @@ class LoopConfig:
 
     def final_labels(self) -> int:
         if self.schedule is not None:
-            return self.initial + sum(size * rounds for size, rounds in parse_schedule(self.schedule))
+            return self.initial + sum(self._scheduled())
         if self.budget is not None and self.rounds is None:
             return self.budget
         return self.initial + self.n_rounds() * self.query
@@ -71,9 +77,7 @@ class LoopConfig:
         """How many labels round ``round_`` queries when ``n_labeled`` are labeled (0 in the last round)."""
         if round_ >= self.n_rounds():
             return 0
-        size = self.query
-        if self.schedule is not None:
-            size = [s for s, rounds in parse_schedule(self.schedule) for _ in range(rounds)][round_]
+        size = self.query if self.schedule is None else self._scheduled()[round_]
         return max(0, min(size, self.final_labels() - n_labeled))
 
     def query_sizes(self) -> list[int]:

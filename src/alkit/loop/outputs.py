@@ -11,6 +11,7 @@ from torch import nn
 
 from alkit.loop.seeding import derive_seed, torch_generator
 from alkit.strategies import ModelOutputs
+from alkit.training.config import TrainConfig
 from alkit.training.inference import mc_dropout_logits, predict_outputs
 from alkit.training.trainer import Normalizer
 
@@ -33,3 +34,14 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
         return predict_outputs(model, x, idx, normalizer, device, cheap_precision, cheap_batch_size or batch_size)[0]
 
     return ModelOutputs(forward, mc, cheap if cheap_precision else None)
+
+
+def round_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, device: torch.device, train: TrainConfig,
+                  image_shape: tuple[int, int, int], seed: int, round_: int, batch_size: int | None = None
+                  ) -> ModelOutputs:
+    """A round's outputs as the loop makes them: scoring batches from ``train`` (``batch_size`` if already known),
+    and two-stage's cheap pass, at its own batch, where ``train.scoring`` gives one on ``device``."""
+    cheap = train.cheap_scoring_precision(device)
+    batch = batch_size or train.eval_batch_for(device, model, image_shape)
+    return model_outputs(model, x, normalizer, device, batch, seed, round_, cheap,
+                         train.eval_batch_for(device, model, image_shape, cheap) if cheap else None)

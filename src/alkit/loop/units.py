@@ -28,7 +28,7 @@ from alkit.data import Dataset, load_dataset
 from alkit.errors import RunStoreError, StrategyError
 from alkit.loop.config import DatasetSpec, ExperimentConfig, strategy_specs
 from alkit.loop.oracle import Oracle, SimulatedOracle
-from alkit.loop.outputs import model_outputs
+from alkit.loop.outputs import round_outputs
 from alkit.loop.pool import PoolState, initial_set
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.metrics import classification_metrics
@@ -181,9 +181,7 @@ class UnitRunner:
         batch = train.eval_batch_for(device, model, ds.image_shape)
         logits = predict_logits(model, ds.x_test, None, norm, device, "fp32", batch)
         metrics = classification_metrics(ds.y_test, logits.argmax(1), ds.num_classes)
-        cheap = train.cheap_scoring_precision(device)
-        outputs = model_outputs(model, ds.x_train, norm, device, batch, seed, round_, cheap,
-                                train.eval_batch_for(device, model, ds.image_shape, cheap) if cheap else None)
+        outputs = round_outputs(model, ds.x_train, norm, device, train, ds.image_shape, seed, round_, batch)
         return _Trained(model, metrics, train_seconds, loss, outputs)
 
     def _warm_model(self, ds: Dataset, seed: int, state: bytes | None, label: str,

@@ -78,6 +78,16 @@ def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:
             yield np.sort(indices[start:start + size])
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch over ``n`` labeled images (a last batch of one is dropped); at least 1."""
+    return max(1, n // batch_size + (n % batch_size >= 2))
+
+
+def training_epochs(n: int, cfg: TrainConfig) -> int:
+    """Epochs ``fit`` runs on ``n`` labeled images: ``cfg.epochs``, or more to reach the step floor."""
+    return max(cfg.epochs, -(-cfg.step_floor() // steps_per_epoch(n, cfg.batch_size)))
+
+
 RESIDENT_BYTES = 2**30
 
 
@@ -130,9 +140,8 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     loss_fn = nn.CrossEntropyLoss()
     labels = torch.as_tensor(y, dtype=torch.long)
     last = float("nan")
-    steps_per_epoch = max(1, sum(1 for _ in _batches(indices, cfg.batch_size)))
-    epochs = max(cfg.epochs, -(-cfg.step_floor() // steps_per_epoch))
-    opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch)
+    epochs = training_epochs(len(indices), cfg)
+    opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch(len(indices), cfg.batch_size))
     data = _LabeledSet(x, labels, indices, normalizer, device)
     with reproducible_kernels(device):
         for _ in range(epochs):

@@ -104,7 +104,8 @@ def test_recipe_variant_parsing() -> None:
 def test_end_to_end_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.end_to_end")
-    assert "| alkit |" in out and "| plain |" in out and "Plain loop / alkit wall time" in out
+    for loop in ("alkit default", "alkit fp32", "alkit warm-3", "plain"):
+        assert f"| {loop} |" in out
     assert "with alkit's `predict_logits`" in out
 
 

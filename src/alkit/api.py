@@ -21,7 +21,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
         init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
-        warm_start: bool = False,
+        warm_start: bool = False, warm_epochs: int | None = None,
         imbalance: Any = None, data_dir: str | None = None, image_size: tuple[int, int] | None = None,
         full_data: str = "first-seed",
         out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, executor: str = "local",
@@ -39,8 +39,10 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     ``initial_set`` ``typiclust`` or ``probcover`` picks the first labels without labels, on embeddings
     from ``embedder``: ``"pca"`` (default), ``"module:function"``, or a callable / ``nn.Module`` mapping
     uint8 N x H x W x C images (a Module gets float NCHW in [0, 1]) to N x D.
-    ``min_steps`` (unset: 50 x ``epochs``) and ``bn_recalibration`` are the low-budget training rule, and
-    ``scoring`` chooses two-stage or fp32 pool scoring (:class:`alkit.training.config.TrainConfig`).
+    ``min_steps`` (unset: 50 x ``epochs``) and ``bn_recalibration`` are the low-budget training rule;
+    ``warm_start`` trains each round after the first from the last round's model, for ``warm_epochs``
+    (unset: ``epochs``); ``scoring`` chooses two-stage or fp32 pool scoring
+    (:class:`alkit.training.config.TrainConfig`).
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
@@ -58,7 +60,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                           init=init,
                           weight_decay=weight_decay, augment=augment, device=device,
-                          precision=precision, warm_start=warm_start),
+                          precision=precision, warm_start=warm_start, warm_epochs=warm_epochs),
         full_data=full_data, out=str(out), workers=workers, executor=executor, ray_address=ray_address,
         cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit)
     return run_config(config, model=model, progress=progress, report=report,

@@ -87,6 +87,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
     g.add_argument("--warm-start", action="store_true", help="continue from last round's weights instead of retraining")
+    g.add_argument("--warm-epochs", type=int, default=None,
+                   help="epochs of a warm-started round (every round after the first); needs --warm-start "
+                        "(default: --epochs)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default: auto)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="training precision; auto: fp32 on a GPU, bf16 on a CPU with native bf16, else fp32; "
@@ -235,7 +238,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
         device=args.device, precision=args.precision,
-        warm_start=args.warm_start, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,
+        warm_start=args.warm_start, warm_epochs=args.warm_epochs, imbalance=args.imbalance, data_dir=args.data_dir, image_size=args.image_size,
         full_data=args.full_data,
         out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
         cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, progress=not args.quiet,

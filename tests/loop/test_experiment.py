@@ -148,6 +148,30 @@ def test_warm_start_budget_candidates_and_balanced(small_npz: Path, tmp_path: Pa
     assert len(list((tmp_path / "w" / "checkpoints").glob("*.pt"))) == 1
 
 
+def test_warm_epochs_train_later_rounds_shorter_from_the_last_model(small_npz: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import alkit.loop.units as units
+
+    calls = []
+
+    def recording_fit(model, x, y, indices, cfg, *args, **kwargs):
+        calls.append((len(indices), cfg.epochs, cfg.warm_epochs))
+        return real_fit(model, x, y, indices, cfg, *args, **kwargs)
+
+    real_fit = units.fit
+    monkeypatch.setattr(units, "fit", recording_fit)
+    opts = {**FAST, "rounds": 2, "epochs": 3}
+    short = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "short", warm_start=True,
+                      warm_epochs=1, **opts)
+    assert calls == [(40, 3, 1), (70, 1, 1), (100, 1, 1)]
+    calls.clear()
+    full = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "full", warm_start=True,
+                     **opts)
+    assert [c[1] for c in calls] == [3, 3, 3]
+    assert short.rows[0]["f1_macro"] == full.rows[0]["f1_macro"]
+    assert short.rows[1]["train_loss"] != full.rows[1]["train_loss"]
+
+
 def test_full_data_reference_and_custom_model(small_npz: Path, tmp_path: Path) -> None:
     def tiny(shape: tuple[int, int, int], n: int) -> nn.Module:
         return nn.Sequential(nn.Flatten(), nn.Linear(shape[0] * shape[1] * shape[2], n))

@@ -43,10 +43,19 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
                                          ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
-                                         ("device", "tpu")])
+                                         ("device", "tpu"), ("warm_epochs", 3)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()
+
+
+def test_warm_rounds_train_warm_epochs_with_their_own_step_floor():
+    cfg = TrainConfig(epochs=10, warm_start=True, warm_epochs=3).validate()
+    warm = cfg.for_warm_round()
+    assert (warm.epochs, warm.step_floor(), cfg.step_floor()) == (3, 150, 500)
+    assert TrainConfig(warm_start=True).for_warm_round() == TrainConfig(warm_start=True)
+    with pytest.raises(ConfigError, match="train.warm_epochs"):
+        TrainConfig(warm_start=True, warm_epochs=0).validate()
 
 
 def test_cosine_schedule_anneals_to_zero_and_constant_keeps_lr():

@@ -174,7 +174,8 @@ class UnitRunner:
                     round_: int, start: nn.Module | None, device: torch.device, precision: str) -> _Trained:
         model = start if start is not None else self._new_model(ds, seed, round_, device)
         t0 = time.perf_counter()
-        loss = fit(model, ds.x_train, labels, labeled, self.config.train, norm, device, precision,
+        cfg = self.config.train.for_warm_round() if start is not None else self.config.train
+        loss = fit(model, ds.x_train, labels, labeled, cfg, norm, device, precision,
                    numpy_rng(seed, round_, "batches"), torch_generator(seed, round_, "dropout", device))
         train_seconds = time.perf_counter() - t0
         train = self.config.train

@@ -1,6 +1,7 @@
 """Training options, shared by the CLI, config files and the Python API."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -27,6 +28,9 @@ class TrainConfig:
     ``eval_batch_size``: images per scoring batch; unset, 1024 on a GPU and, on a CPU, sized so that the model's
     largest activation fits in the L3 cache (:mod:`alkit.training.scoring_batch`).
     ``warm_start``: continue from the previous round's weights instead of retraining from scratch.
+    ``warm_epochs``: the epochs of a warm-started round (every round after the first; the step floor
+    follows them); unset, ``epochs``. Fewer epochs from the last model make rounds cheaper; what that
+    does to F1 is measured in BENCHMARKS.md (``end-to-end-*``).
     ``lr_schedule``: ``constant`` keeps ``lr``; ``cosine`` anneals it per step from ``lr``
     to 0 over the round's training, which lets a round end at a well-converged model.
     ``init``: how fresh weights are drawn, ``torch`` (PyTorch's default) or ``glorot`` (Keras').
@@ -53,6 +57,7 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "auto"
     warm_start: bool = False
+    warm_epochs: int | None = None
     eval_batch_size: int | None = None
     min_steps: int | None = None
     lr_schedule: str = "cosine"
@@ -62,9 +67,12 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "warm_epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name}: {getattr(self, name)} must be a positive integer")
+        if self.warm_epochs is not None and not self.warm_start:
+            raise ConfigError(f"train.warm_epochs: {self.warm_epochs} is set but train.warm_start is off; turn "
+                              "warm_start on (--warm-start) or leave warm_epochs out")
         if self.min_steps is not None and self.min_steps < 0:
             raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:
@@ -82,6 +90,10 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"train.precision: '{self.precision}' is unknown; choose {', '.join(PRECISIONS)}")
         return self
+
+    def for_warm_round(self) -> TrainConfig:
+        """The configuration a warm-started round trains with: ``warm_epochs`` in place of ``epochs``."""
+        return dataclasses.replace(self, epochs=self.warm_epochs) if self.warm_epochs else self
 
     def step_floor(self) -> int:
         """The fewest optimizer steps a round's training takes (the ``min_steps`` rule)."""

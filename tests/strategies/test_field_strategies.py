@@ -9,7 +9,7 @@ from scipy.special import softmax
 
 from alkit.errors import StrategyError
 from alkit.strategies import (ModelOutputs, QueryContext, StrategySpec, badge_select, bald_scores, batchbald_select,
-                              get_strategy, kcenter_greedy)
+                              get_strategy, kcenter_greedy, typiclust_select)
 from alkit.strategies.bayesian import mc_probs
 from alkit.strategies.diversity import gradient_embedding_factors, gradient_sq_distances, min_sq_distances
 from alkit.strategies.wrappers import balanced_pick, class_quotas
@@ -143,9 +143,60 @@ def test_badge_is_kmeanspp_on_gradient_embeddings() -> None:
     assert picks.tolist() == chosen
 
 
+# -- TypiClust ----------------------------------------------------------------------------------------------
+def _blobs() -> tuple[np.ndarray, list[int]]:
+    """Four blobs of 30 points far apart, each around a known most typical point: its centre, with 5 points
+    within 0.01 of it and the rest spread out. Returns the points and the centres' rows."""
+    g = np.random.default_rng(11)
+    points, centres = [], []
+    for b, centre in enumerate([(0, 0), (50, 0), (0, 50), (50, 50)]):
+        centres.append(b * 30)
+        blob = [centre] + [np.add(centre, g.normal(scale=0.01, size=2)) for _ in range(5)]
+        blob += [np.add(centre, g.normal(scale=3.0, size=2)) for _ in range(24)]
+        points += blob
+    return np.asarray(points, dtype=np.float64), centres
+
+
+def test_typiclust_picks_the_typical_point_of_each_uncovered_cluster() -> None:
+    z, centres = _blobs()
+    labeled = z[[1, 2]]  # two labels near the first blob's centre: that blob is covered
+    candidates = np.delete(np.arange(len(z)), [1, 2])
+    for seed in range(3):
+        picks = candidates[typiclust_select(labeled, z[candidates], 3, np.random.default_rng(seed), max_clusters=4)]
+        core = {b: set(range(c, c + 6)) for b, c in enumerate(centres)}
+        assert len(picks) == 3 and not core[0] & set(picks.tolist())
+        assert sorted(next(b for b in core if p in core[b]) for p in picks) == [1, 2, 3]  # each blob's dense core
+
+
+def test_typiclust_fills_the_least_covered_clusters_first_and_counts_its_own_picks() -> None:
+    z, centres = _blobs()
+    labeled = z[[0, 30, 60]]  # blobs 0 to 2 covered once, blob 3 never
+    candidates = np.setdiff1d(np.arange(len(z)), [0, 30, 60])
+    picks = candidates[typiclust_select(labeled, z[candidates], 5, np.random.default_rng(0), max_clusters=4)]
+    blob_of = [p // 30 for p in picks.tolist()]
+    # the uncovered blob first; then, its own pick counted, every blob is as covered as the others: two each
+    assert blob_of[0] == 3 and np.bincount([0, 1, 2] + blob_of).tolist() == [2, 2, 2, 2]
+    assert all(p % 30 < 6 for p in picks.tolist())  # always from a dense core
+
+
+def test_typiclust_strategy_reads_the_model_embeddings_of_both_sets() -> None:
+    z, _ = _blobs()
+    n = len(z)
+    outputs = ModelOutputs.from_arrays(np.arange(n), np.zeros((n, 2)), z)
+    labels = np.full(n, -1)
+    labels[[1, 2]] = 0
+    candidates = np.delete(np.arange(n), [1, 2])
+    ctx = QueryContext(candidates, np.array([1, 2]), labels, 2, 1, np.random.default_rng(0), outputs)
+    picks = StrategySpec.parse("typiclust:max_clusters=4").build().query(ctx, 3)
+    expected = candidates[typiclust_select(z[[1, 2]], z[candidates], 3, np.random.default_rng(0), max_clusters=4)]
+    assert picks.tolist() == expected.tolist()
+    with pytest.raises(StrategyError, match="typiclust: knn=0"):
+        StrategySpec.parse("typiclust:knn=0").build().query(ctx, 3)
+
+
 # -- every strategy: reproducible, candidates only, k edges -----------------------------------------------
 ALL = ["random", "least-confidence", "margin", "entropy", "bald:samples=8", "batchbald:samples=8:num_configs=64",
-       "coreset", "badge", "class-balanced:base=margin", "class-balanced:base=badge:mode=rarest",
+       "coreset", "badge", "typiclust", "class-balanced:base=margin", "class-balanced:base=badge:mode=rarest",
        "subsample:base=entropy:size=10"]
 
 

@@ -7,8 +7,8 @@ the cluster holding the fewest labeled images (the largest such one first, clust
 ``min_cluster`` images skipped while others remain) and is its most typical unlabeled image:
 typicality = 1 / mean distance to its nearest unlabeled neighbours in the cluster (in a very large
 cluster, among a random sample of its images). The pick counts as labeled for the next one.
-Cost: k-means of the N x D embeddings dominates (mini-batch k-means above 50 clusters). The label-free initial set of the same name is
-:func:`alkit.strategies.cold_start.typiclust`.
+Cost: k-means of the N x D embeddings dominates (mini-batch k-means above 50 clusters). The label-free
+initial set of the same name is :func:`alkit.strategies.cold_start.typiclust`.
 """
 from __future__ import annotations
 

@@ -136,9 +136,15 @@ def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
         m = runs[-1]["metrics"]
         ratio = m["alkit_wall_s"] / m["plain_wall_s"]
         f1_ok = m["largest_f1_shortfall_pts"] <= 0.3
-        return ("met" if ratio <= goal and f1_ok else "missed",
-                f"{ratio:.2f}x the plain loop's time; F1 at most {m['largest_f1_shortfall_pts']:.1f} points under it",
-                [runs[-1]["key"]])
+        figure = f"{ratio:.2f}x the plain loop's time; F1 at most {m['largest_f1_shortfall_pts']:.1f} points under it"
+        options = [(name, a["wall_s"] / m["plain_wall_s"], a["largest_f1_shortfall_pts"])
+                   for name, a in m.get("arms", {}).items() if name.startswith("alkit warm-")]
+        met = [o for o in options if o[1] <= goal and o[2] <= 0.3]
+        if met:  # an opt-in arm that meets it is shown, but the status is the default path's
+            name, r, short = min(met, key=lambda o: o[1])
+            figure += (f" (opt-in `--warm-start --warm-epochs {name.rsplit('-', 1)[1]}`: {r:.2f}x, "
+                       f"at most {short:.1f} under)")
+        return ("met" if ratio <= goal and f1_ok else "missed", figure, [runs[-1]["key"]])
     return evaluate
 
 

@@ -13,7 +13,7 @@ from alkit.strategies.wrappers import ClassBalanced, Subsample
 
 __all__ = ["BADGE", "BALD", "BatchBALD", "ClassBalanced", "CoreSet", "EMBEDDINGS", "EntropySampling", "LOGITS",
            "LeastConfidence", "MC_LOGITS", "MarginSampling", "ModelOutputs", "PoolPrediction", "QueryContext",
-           "QueryStrategy", "RandomSampling", "ScoreBasedStrategy", "StrategySpec", "Subsample", "TypiClust", "badge_select",
-           "bald_scores", "batchbald_select", "entropy_scores", "get_strategy", "kcenter_greedy",
+           "QueryStrategy", "RandomSampling", "ScoreBasedStrategy", "StrategySpec", "Subsample", "TypiClust",
+           "badge_select", "bald_scores", "batchbald_select", "entropy_scores", "get_strategy", "kcenter_greedy",
            "least_confidence_scores", "margin_scores", "register_strategy", "strategy_class", "strategy_names",
            "top_k", "typiclust_select"]

@@ -90,21 +90,29 @@ def knn_mean_distance(z: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
     return out
 
 
+def kmeans_labels(z: np.ndarray, n_clusters: int, rng: np.random.Generator, minibatch_n_init: int = 1,
+                  dtype: type = np.float32) -> np.ndarray:
+    """The k-means cluster of each row, as TypiClust clusters: full k-means (one init) up to 50 clusters,
+    mini-batch k-means with ``minibatch_n_init`` inits above, on ``z`` as ``dtype``; seeded from ``rng``."""
+    from sklearn.cluster import KMeans, MiniBatchKMeans
+
+    seed = int(rng.integers(2**31))
+    km = (KMeans(n_clusters, n_init=1, random_state=seed) if n_clusters <= 50 else
+          MiniBatchKMeans(n_clusters, n_init=minibatch_n_init, random_state=seed,
+                          batch_size=max(1024, 3 * n_clusters)))
+    return km.fit_predict(np.asarray(z, dtype=dtype))
+
+
 def typiclust(z: np.ndarray, budget: int, rng: np.random.Generator, knn: int = 20,
               min_cluster: int = 5) -> np.ndarray:
     """TypiClust: k-means into ``budget`` clusters; from each, largest first, its most typical point
     (typicality = 1 / mean distance to its ``knn`` nearest neighbours within the cluster). Clusters smaller
     than ``min_cluster`` are used only when the others run out. Positions into ``z``, sorted."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
     n = len(z)
     budget = min(int(budget), n)
     if budget <= 0:
         return np.zeros(0, dtype=np.int64)
-    seed = int(rng.integers(2**31))
-    km = (KMeans(budget, n_init=1, random_state=seed) if budget <= 50 else
-          MiniBatchKMeans(budget, n_init=3, random_state=seed, batch_size=max(1024, 3 * budget)))
-    assign = km.fit_predict(np.asarray(z, dtype=np.float64))
+    assign = kmeans_labels(z, budget, rng, minibatch_n_init=3, dtype=np.float64)
     sizes = np.bincount(assign, minlength=budget)
     order = sorted(range(budget), key=lambda c: (sizes[c] < min_cluster, -sizes[c], c))
     chosen: list[int] = []

@@ -16,19 +16,8 @@ import numpy as np
 
 from alkit.errors import StrategyError
 from alkit.strategies.base import QueryStrategy, register_strategy
-from alkit.strategies.cold_start import knn_mean_distance
+from alkit.strategies.cold_start import kmeans_labels, knn_mean_distance
 from alkit.strategies.context import EMBEDDINGS, QueryContext
-
-
-def cluster_labels(z: np.ndarray, n_clusters: int, rng: np.random.Generator) -> np.ndarray:
-    """k-means cluster of each row: full k-means up to 50 clusters, mini-batch k-means above (as the paper),
-    in float32."""
-    from sklearn.cluster import KMeans, MiniBatchKMeans
-
-    seed = int(rng.integers(2**31))
-    km = (KMeans(n_clusters, n_init=1, random_state=seed) if n_clusters <= 50 else
-          MiniBatchKMeans(n_clusters, n_init=1, random_state=seed, batch_size=max(1024, 3 * n_clusters)))
-    return km.fit_predict(np.asarray(z, dtype=np.float32))
 
 
 def typiclust_select(labeled_z: np.ndarray, candidate_z: np.ndarray, k: int, rng: np.random.Generator,
@@ -47,7 +36,7 @@ def typiclust_select(labeled_z: np.ndarray, candidate_z: np.ndarray, k: int, rng
     z = np.asarray(candidate_z, np.float32)
     if n_labeled:
         z = np.concatenate([np.asarray(labeled_z, np.float32), z])
-    assign = cluster_labels(z, min(n_labeled + k, max_clusters, len(z)), rng)
+    assign = kmeans_labels(z, min(n_labeled + k, max_clusters, len(z)), rng)  # float32, one init
     n_clusters = int(assign.max()) + 1
     sizes = np.bincount(assign, minlength=n_clusters)
     covered = np.bincount(assign[:n_labeled], minlength=n_clusters)

@@ -1,7 +1,7 @@
 """End to end: one standard active-learning run with alkit vs a plain eager-fp32 loop.
 
 The standard run: Fashion-MNIST, 1,000 random initial labels, +1,000 per round up to 10,000,
-one strategy (margin), one seed, the reference CNN retrained from scratch each round with
+one strategy (margin), one seed (`--seeds` runs several), the reference CNN retrained from scratch each round with
 the default recipe (Adam 1e-3 with a cosine schedule, 10 epochs, batch 64). The plain loop
 is what a user writes by hand with the same recipe: the pool converted to float once,
 ``model(x)`` in batches of 128 under ``no_grad``, softmax, margin and a sort. Both report
@@ -118,9 +118,19 @@ def alkit_loop(initial: int, query: int, rounds: int, epochs: int, batch: int, l
     return {"times": times, "f1": {int(r["n_labeled"]): float(r["f1_macro"]) for r in rows}}
 
 
+def _mean_curve(curves: list[dict[int, float]]) -> dict[int, float]:
+    return {n: float(np.mean([c[n] for c in curves])) for n in curves[0]}
+
+
+def _shortfall(plain: dict[int, float], arm: dict[int, float]) -> float:
+    """The largest F1 gap under the plain loop at any budget, in points (> 0 means under)."""
+    return max(plain[n] - arm[n] for n in plain) * 100
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma-separated seeds; each runs every arm and the plain loop "
+                                                 "(default: 0)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda, for both loops (default: cpu)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="alkit's precision (default: auto, alkit's default path); the plain loop is always fp32")
@@ -129,6 +139,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     device = resolve_device(args.device)
+    seeds = [int(s) for s in args.seeds.split(",")]
     arms = {f"alkit {a}": arm_options(a, args.precision) for a in args.arms.split(",")}
     initial, query, rounds, epochs, batch, lr, candidates = 1000, 1000, 9, 10, 64, 1e-3, None
     ds = alkit.load_dataset("fashion-mnist", progress=False)
@@ -137,57 +148,72 @@ def main() -> None:
         ds.x_test, ds.y_test = ds.x_test[:500], ds.y_test[:500]
         for options in arms.values():
             options["min_steps"] = 0
-    results = {}
-    for name, options in arms.items():
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            results[name] = alkit_loop(initial, query, rounds, epochs, batch, lr, args.seed, candidates,
-                                       Path(tmp) / "run", str(device), **options)
-            results[name]["wall"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    results["plain"] = plain_loop(ds, initial, query, rounds, epochs, batch, lr, args.seed, candidates, device)
-    results["plain"]["wall"] = time.perf_counter() - t0 - results["plain"]["times"]["score_alkit_code"]
+    per_seed: dict[str, list[dict[str, object]]] = {name: [] for name in [*arms, "plain"]}
+    for seed in seeds:
+        for name, options in arms.items():
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                r = alkit_loop(initial, query, rounds, epochs, batch, lr, seed, candidates, Path(tmp) / "run",
+                               str(device), **options)
+                r["wall"] = time.perf_counter() - t0
+            per_seed[name].append(r)
+        t0 = time.perf_counter()
+        r = plain_loop(ds, initial, query, rounds, epochs, batch, lr, seed, candidates, device)
+        r["wall"] = time.perf_counter() - t0 - r["times"]["score_alkit_code"]
+        per_seed["plain"].append(r)
     final = initial + rounds * query
-    plain = results["plain"]
+    plain_runs = per_seed["plain"]
+    plain_wall = sum(r["wall"] for r in plain_runs)
+    plain_f1 = _mean_curve([r["f1"] for r in plain_runs])
     arm_metrics = {}
     table = ["| loop | wall s | vs plain | train s | score s | select s | F1 @final | largest F1 shortfall vs plain, "
-             "points | F1 at each budget |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, r in results.items():
-        t, f1 = r["times"], r["f1"]
+             "points | worst seed's shortfall | F1 at each budget |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, runs in per_seed.items():
+        wall = sum(r["wall"] for r in runs)
+        t = {k: sum(r["times"][k] for r in runs) for k in ("train", "score", "select")}
+        f1 = _mean_curve([r["f1"] for r in runs])
         curve = ", ".join(f"{v:.3f}" for _, v in sorted(f1.items()))
-        shortfall = max(plain["f1"][n] - f1[n] for n in plain["f1"]) * 100
+        shortfall = _shortfall(plain_f1, f1)
+        worst = max(_shortfall(p["f1"], r["f1"]) for p, r in zip(plain_runs, runs))
         if name != "plain":
-            arm_metrics[name] = {"wall_s": round(r["wall"], 1), "largest_f1_shortfall_pts": round(shortfall, 1),
-                                 "f1": {str(n): round(v, 4) for n, v in sorted(f1.items())}}
-        table.append(f"| {name} | {r['wall']:.0f} | {r['wall'] / plain['wall']:.2f}x | {t['train']:.0f} | "
+            arm_metrics[name] = {"wall_s": round(wall, 1), "largest_f1_shortfall_pts": round(shortfall, 1),
+                                 "worst_seed_shortfall_pts": round(worst, 1), "options": arms[name],
+                                 "f1": {str(n): round(v, 4) for n, v in sorted(f1.items())},
+                                 "f1_per_seed": [{str(n): round(v, 4) for n, v in sorted(r["f1"].items())}
+                                                 for r in runs]}
+        table.append(f"| {name} | {wall:.0f} | {wall / plain_wall:.2f}x | {t['train']:.0f} | "
                      f"{t['score']:.0f} | {t['select']:.1f} | {f1.get(final, float('nan')):.4f} | "
-                     f"{'–' if name == 'plain' else f'{shortfall:+.1f}'} | {curve} |")
+                     f"{'–' if name == 'plain' else f'{shortfall:+.1f}'} | "
+                     f"{'–' if name == 'plain' else f'{worst:+.1f}'} | {curve} |")
     used = resolve_precision(args.precision, device)
-    plain_t = plain["times"]
-    body = f"""Fashion-MNIST, margin, seed {args.seed}, {initial:,} → {final:,} labels by {query:,}, {epochs} epochs, batch {batch},
+    score_own = sum(r["times"]["score"] for r in plain_runs)
+    score_alkit = sum(r["times"]["score_alkit_code"] for r in plain_runs)
+    seed_words = f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))} (times summed, F1 averaged)"
+    body = f"""Fashion-MNIST, margin, {seed_words}, {initial:,} → {final:,} labels by {query:,}, {epochs} epochs, batch {batch},
 Adam {lr:g} with a cosine schedule, the whole unlabeled pool scored each round. alkit's wall time includes
 loading the data and writing the run folder; the plain loop's starts from the loaded arrays. Device: {device};
 alkit's default arm trains in {used} (`--precision {args.precision}`); the plain loop in fp32. `warm-N` arms
 continue each round after the first from the last model for N epochs (`--warm-start --warm-epochs N`).
 The target: wall time at most 0.5x the plain loop's, F1 at most 0.3 points under it at every budget
-(shortfall > 0 means under).
+(shortfall > 0 means under; with several seeds, the seed-mean curves are compared, and the worst single
+seed's shortfall is shown beside it).
 
 {chr(10).join(table)}
 
-Scoring code on the same models: the plain loop's pools took {plain_t['score']:.0f} s with its own
-`model(x)` loop and {plain_t['score_alkit_code']:.0f} s with alkit's `predict_logits` (same models, same rounds,
+Scoring code on the same models: the plain loop's pools took {score_own:.0f} s with its own
+`model(x)` loop and {score_alkit:.0f} s with alkit's `predict_logits` (same models, same rounds,
 not counted in the plain loop's wall time).
 """
     print(body)
-    metrics: dict[str, object] = {"device": device.type, "precision": used, "rounds": rounds + 1,
-                                  "plain_wall_s": plain["wall"], "arms": arm_metrics}
+    metrics: dict[str, object] = {"device": device.type, "precision": used, "rounds": (rounds + 1) * len(seeds),
+                                  "seeds": seeds, "plain_wall_s": round(plain_wall, 1), "arms": arm_metrics}
     if "alkit default" in arm_metrics:
         default = arm_metrics["alkit default"]
         metrics.update(default_path=used == resolve_precision("auto", device), alkit_wall_s=default["wall_s"],
                        largest_f1_shortfall_pts=default["largest_f1_shortfall_pts"])
     if not args.smoke:
         save_result(device_key("end-to-end", device) + f"-{used}", "end_to_end",
-                    f"End to end: one standard run on {device.type.upper()}, alkit in {used}",
+                    f"End to end: the standard run on {device.type.upper()}, alkit in {used}",
                     markdown_blocks(body), metrics)
 
 

@@ -52,7 +52,7 @@ run() {
     mkdir -p "$out/results"
     python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
     cp benchmarks/results/*.json "$out/results/"
-    python3 -m benchmarks.end_to_end --device "$device" --arms default,warm-3 "$@" 2>&1 | tee -a "$log" || rc=1
+    python3 -m benchmarks.end_to_end --device "$device" --arms default,scratch "$@" 2>&1 | tee -a "$log" || rc=1
     cp benchmarks/results/*.json "$out/results/"
     python3 -m benchmarks.end_to_end --device "$device" --precision bf16 --arms default "$@" 2>&1 | tee -a "$log" || rc=1
     cp benchmarks/results/*.json "$out/results/"

@@ -1,7 +1,10 @@
 """Label efficiency: the study's protocol per dataset, summarised against the product targets.
 
 Protocol: the reference CNN and the default recipe, paired seeds, 1,000 random initial labels,
-+1,000 per round, all four strategies and the full-data reference (first seed).
++1,000 per round, all four strategies and the full-data reference (first seed). Both protocols retrain
+every round from fresh weights (``warm_start=False``), as the papers they follow do; alkit's default
+continues from the last round's model instead. ``--warm-start`` runs a protocol that way, into its own
+folders and result (``...-warm``), to check that the strategies rank the same under alkit's default.
 
     python -m benchmarks.label_efficiency --dataset fashion-mnist --seeds 0,1,2 --max-labels 10000
     python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
@@ -84,7 +87,8 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
     with RunStore(run_dir / "runs.sqlite") as store:
         all_rows, full, config = store.rounds(), store.full_data(), store.config() or {}
     blocks: list[str | dict[str, Any]] = []
-    metrics: dict[str, Any] = {"datasets": {}}
+    train = config.get("train", {})
+    metrics: dict[str, Any] = {"datasets": {}, "warm_start": bool(train.get("warm_start", False))}
     for ds in sorted({r["dataset"] for r in all_rows}):
         rows, partial = complete_seeds(all_rows, ds)
         f1 = curves(rows, ds, "f1_macro")
@@ -115,12 +119,14 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
         if "minority_recall" in next(iter(summary["strategies"].values())):
             blocks += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):",
                        _minority_table(summary, budgets)]
-    loop, train = config.get("loop", {}), config.get("train", {})
+    loop = config.get("loop", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
                 f"initial set {loop.get('initial_set', 'random')}, candidates {loop.get('candidates') or 'whole pool'}, "
                 f"epochs {train.get('epochs')}, min_steps {train.get('min_steps', 0)}, batch {train.get('batch_size')}, "
                 f"lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), init {train.get('init', 'glorot')}, "
-                f"augment {train.get('augment')}, seeds {config.get('seeds')}")
+                f"augment {train.get('augment')}, "
+                + (f"warm start ({train.get('warm_epochs')} epochs per later round)" if metrics["warm_start"]
+                   else "every round from fresh weights") + f", seeds {config.get('seeds')}")
     return [f"Run folder `{run_dir}` ({settings}).", *blocks], metrics
 
 
@@ -168,27 +174,30 @@ def low_budget(args: argparse.Namespace) -> None:
     """Run (or resume) the low-budget protocol's folders, then summarise them as one result."""
     seeds = [int(x) for x in args.seeds.split(",")]
     schedule = args.schedule or "20x9,100x3"
-    base = Path(args.out or f"runs/low-budget-{args.dataset}")
-    common: dict[str, Any] = dict(initial=20, schedule=schedule, full_data="none", progress=not args.smoke,
-                                  report=False)
+    warm = "-warm" if args.warm_start else ""
+    base = Path(args.out or f"runs/low-budget-{args.dataset}{warm}")
+    common: dict[str, Any] = dict(initial=20, schedule=schedule, full_data="none", warm_start=args.warm_start,
+                                  progress=not args.smoke, report=False)
     if args.smoke:
         seeds, schedule = [0], "20x1"
         common.update(schedule=schedule, candidates=600, epochs=1, min_steps=5)
     top = LoopConfig(initial=20, schedule=schedule).final_labels()
     folders = {}
-    for initial_set in ("random", "typiclust", "probcover"):
+    for initial_set in args.initial_sets.split(","):
+        if initial_set not in ("random", "typiclust", "probcover"):
+            raise SystemExit(f"--initial-sets: '{initial_set}' is not random, typiclust or probcover")
         strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})
         folders[initial_set] = base.with_name(base.name + ("" if initial_set == "random" else f"-{initial_set}"))
         if not args.summarise_only:
             alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
     check = base.with_name(base.name + "-epochs2")
-    if not args.summarise_only:
+    if not args.summarise_only and not args.warm_start:  # one round: warm start changes nothing
         alkit.run(args.dataset, ["random"], seeds, out=check, initial=200 if not args.smoke else 40, rounds=0,
                   epochs=2 if not args.smoke else 1, full_data="none", progress=False, report=False,
                   **({"min_steps": 5} if args.smoke else {}))
     rows = []
     for arm, (initial_set, strategy) in LOW_BUDGET_ARMS.items():
-        if (folders[initial_set] / "runs.sqlite").exists():
+        if initial_set in folders and (folders[initial_set] / "runs.sqlite").exists():
             with RunStore(folders[initial_set] / "runs.sqlite") as store:
                 arm_rows = [{**r, "strategy": arm} for r in store.rounds() if r["strategy"] == strategy]
             rows += complete_seeds(arm_rows, args.dataset)[0]
@@ -196,15 +205,16 @@ def low_budget(args: argparse.Namespace) -> None:
     if (check / "runs.sqlite").exists():
         with RunStore(check / "runs.sqlite") as store:
             epochs2 = [(r["n_labeled"], r["f1_macro"]) for r in store.rounds()]
-    blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check)
+    blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check, args.warm_start)
     print(render_blocks(blocks))
     if not args.smoke:
-        save_result(f"label-efficiency-low-budget-{args.dataset}", "label_efficiency",
-                    f"Low-budget protocol: {args.dataset}, 20 to {top} labels", blocks, metrics)
+        save_result(f"label-efficiency-low-budget-{args.dataset}{warm}", "label_efficiency",
+                    f"Low-budget protocol: {args.dataset}, 20 to {top} labels"
+                    + (", warm start" if args.warm_start else ""), blocks, metrics)
 
 
 def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[tuple[int, float]], folders: dict[str, Path],
-                       check: Path) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+                       check: Path, warm_start: bool = False) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
     f1 = curves(rows, dataset, "f1_macro")
     ref = f1["random"]
     f1 = {arm: c for arm, c in f1.items() if np.array_equal(c.n_labeled, ref.n_labeled)}  # arms not yet finished: left out
@@ -251,9 +261,12 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
         targets["margin_floor"] = {"status": "met" if margin_floor[0] >= -1 else "missed",
                                    "figure": f"lowest {margin_floor[0]:+.2f} points (at {margin_floor[1]})"}
     blocks: list[str | dict[str, Any]] = [
-        "Run folders: " + ", ".join(f"`{p}`" for p in folders.values()) + f", and `{check}` (the `--epochs 2` check). "
+        "Run folders: " + ", ".join(f"`{p}`" for p in folders.values())
+        + ("" if warm_start else f", and `{check}` (the `--epochs 2` check)") + ". "
         "Every arm trains with the default rule (at least 50 optimizer steps per epoch, BatchNorm re-estimated on "
-        "the labeled images) and scores the whole pool; the label-free initial sets use the PCA embedder.",
+        "the labeled images) and scores the whole pool; the label-free initial sets use the PCA embedder. "
+        + ("Every round after the first continues from the last round's model for 30% of the epochs (warm start, "
+           "alkit's default)." if warm_start else "Every round retrains from fresh weights."),
         f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
         table(["arm", "seeds", *[f"F1 {b}" for b in k], "AUBC"], curve_rows,
               [None, None, *[".4f"] * len(budgets), ".4f"]),
@@ -274,7 +287,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
               "f1": {str(n): float(v) for n, v in zip(budgets, c.mean)}, "aubc": aubc(c.n_labeled, c.mean),
               "labels_to_random_final": labels_to_target(c.n_labeled, c.mean, float(ref.mean[-1])),
               "delta_f1": deltas.get(arm, {str(n): None for n in budgets})} for arm, c in f1.items()}}
-    return blocks, {"low_budget": targets, "low_budget_curves": {dataset: summary}}
+    return blocks, {"low_budget": targets, "low_budget_curves": {dataset: summary}, "warm_start": warm_start}
 
 
 def main() -> None:
@@ -299,6 +312,10 @@ def main() -> None:
                          "+100 to 500 (see above)")
     ap.add_argument("--schedule", help="low-budget protocol: the query schedule after 20 initial labels "
                                        "(default 20x9,100x3: +20 per round to 200, then +100 to 500)")
+    ap.add_argument("--initial-sets", default="random,typiclust,probcover",
+                    help="low-budget protocol: the initial sets whose arms run (default: all three)")
+    ap.add_argument("--warm-start", action="store_true",
+                    help="continue each round from the last model, as alkit's default does, into -warm folders")
     ap.add_argument("--summarise-only", action="store_true",
                     help="low-budget protocol: summarise the seeds its folders have finished, without running")
     ap.add_argument("--smoke", action="store_true")
@@ -312,10 +329,12 @@ def main() -> None:
         kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
                                   lr_schedule=args.lr_schedule, init=args.init,
-                                  augment=args.augment, full_data=args.full_data, workers=args.workers)
+                                  augment=args.augment, full_data=args.full_data, warm_start=args.warm_start,
+                                  workers=args.workers)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, min_steps=0, full_data="none")
-        run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-smoke" if args.smoke else ""))
+        run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-warm" if args.warm_start else "")
+                       + ("-smoke" if args.smoke else ""))
         alkit.run(args.dataset, [s for s in args.strategies.split(",") if s], [int(s) for s in args.seeds.split(",")],
                   out=run_dir, progress=not args.smoke, **kw)
     blocks, metrics = summarise(run_dir)

@@ -104,7 +104,7 @@ def test_recipe_variant_parsing() -> None:
 def test_end_to_end_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.end_to_end")
-    for loop in ("alkit default", "alkit fp32", "alkit warm-3", "plain"):
+    for loop in ("alkit default", "alkit scratch", "alkit fp32", "plain"):
         assert f"| {loop} |" in out
     assert "with alkit's `predict_logits`" in out
 

@@ -21,7 +21,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
         init: str = "torch",
         weight_decay: float = 0.0, augment: bool = False, device: str = "auto", precision: str = "auto",
-        warm_start: bool = False, warm_epochs: int | None = None,
+        warm_start: bool = True, warm_epochs: int | None = None,
         imbalance: Any = None, data_dir: str | None = None, image_size: tuple[int, int] | None = None,
         full_data: str = "first-seed",
         out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, executor: str = "local",
@@ -40,9 +40,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     from ``embedder``: ``"pca"`` (default), ``"module:function"``, or a callable / ``nn.Module`` mapping
     uint8 N x H x W x C images (a Module gets float NCHW in [0, 1]) to N x D.
     ``min_steps`` (unset: 50 x ``epochs``) and ``bn_recalibration`` are the low-budget training rule;
-    ``warm_start`` trains each round after the first from the last round's model, for ``warm_epochs``
-    (unset: ``epochs``); ``scoring`` chooses two-stage or fp32 pool scoring
-    (:class:`alkit.training.config.TrainConfig`).
+    ``warm_start`` trains each round after the first from the last round's model (the default; False
+    retrains from fresh weights), for ``warm_epochs`` (unset: 30% of ``epochs``); ``scoring`` chooses
+    two-stage or fp32 pool scoring (:class:`alkit.training.config.TrainConfig`).
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started

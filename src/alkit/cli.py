@@ -86,10 +86,11 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fresh weights: PyTorch's default or Keras' Glorot-uniform (default: torch)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
-    g.add_argument("--warm-start", action="store_true", help="continue from last round's weights instead of retraining")
+    g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                   help="every round after the first continues from the last round's model; --no-warm-start "
+                        "retrains each round from fresh weights, as the label-efficiency protocol does (default: on)")
     g.add_argument("--warm-epochs", type=int, default=None,
-                   help="epochs of a warm-started round (every round after the first); needs --warm-start "
-                        "(default: --epochs)")
+                   help="epochs of a warm-started round (default: 30%% of --epochs, at least 1: 3 of 10)")
     g.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda (default: auto)")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                    help="training precision; auto: fp32 on a GPU, bf16 on a CPU with native bf16, else fp32; "

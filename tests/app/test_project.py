@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from alkit.app.project import LabelProject, scan_images
 from alkit.app.retrain import Retrainer, interleave_holdout
@@ -128,6 +129,37 @@ def test_the_app_queries_through_the_engines_strategies(photos, strategy: str) -
     assert p.models()[0]["strategy"] == strategy
     if not r.strategy.ranks:
         assert r.batch_size() == 10
+
+
+@pytest.mark.parametrize("warm_start", [True, False])
+def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_does(
+        photos, warm_start: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alkit.app.retrain as retrain
+
+    starts = []
+
+    def recording_fit(model, *args, **kwargs):
+        starts.append((args[3].epochs, [v.clone() for v in model.state_dict().values()]))
+        return real_fit(model, *args, **kwargs)
+
+    real_fit = retrain.fit
+    monkeypatch.setattr(retrain, "fit", recording_fit)
+    root, truth = photos
+    p = _project(root)
+    items = list(truth.items())
+    for name, y in items[:30]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
+    r = Retrainer(p, "margin", image_size=(28, 28), min_labels=10,
+                  train=TrainConfig(epochs=4, min_steps=8, warm_start=warm_start))
+    assert r.train_once() == 1
+    first = [v.clone() for v in r._last_state.values()]
+    for name, y in items[30:45]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
+    assert r.train_once() == 2
+    assert [e for e, _ in starts] == ([4, 1] if warm_start else [4, 4])
+    continued = all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(starts[1][1], first))
+    assert continued == warm_start
+    assert [m["metrics"]["warm_start"] for m in p.models()] == [False, warm_start]
 
 
 def test_queue_interleaves_random_holdout() -> None:

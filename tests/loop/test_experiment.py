@@ -161,15 +161,19 @@ def test_warm_epochs_train_later_rounds_shorter_from_the_last_model(small_npz: P
     real_fit = units.fit
     monkeypatch.setattr(units, "fit", recording_fit)
     opts = {**FAST, "rounds": 2, "epochs": 3}
-    short = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "short", warm_start=True,
-                      warm_epochs=1, **opts)
-    assert calls == [(40, 3, 1), (70, 1, 1), (100, 1, 1)]
+    default = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "default", **opts)
+    assert calls == [(40, 3, None), (70, 1, None), (100, 1, None)]  # warm start, 30% of the epochs
     calls.clear()
-    full = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "full", warm_start=True,
-                     **opts)
+    longer = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "longer",
+                       warm_epochs=2, **opts)
+    assert calls == [(40, 3, 2), (70, 2, 2), (100, 2, 2)]
+    calls.clear()
+    scratch = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "scratch",
+                        warm_start=False, **opts)
     assert [c[1] for c in calls] == [3, 3, 3]
-    assert short.rows[0]["f1_macro"] == full.rows[0]["f1_macro"]
-    assert short.rows[1]["train_loss"] != full.rows[1]["train_loss"]
+    assert default.rows[0]["f1_macro"] == longer.rows[0]["f1_macro"] == scratch.rows[0]["f1_macro"]
+    assert len({default.rows[1]["train_loss"], longer.rows[1]["train_loss"], scratch.rows[1]["train_loss"]}) == 3
+    assert not (tmp_path / "scratch" / "checkpoints").exists() and (tmp_path / "default" / "checkpoints").is_dir()
 
 
 def test_full_data_reference_and_custom_model(small_npz: Path, tmp_path: Path) -> None:

@@ -43,19 +43,26 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
                                          ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
-                                         ("device", "tpu"), ("warm_epochs", 3)])
+                                         ("device", "tpu"), ("warm_epochs", 0)])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()
 
 
 def test_warm_rounds_train_warm_epochs_with_their_own_step_floor():
-    cfg = TrainConfig(epochs=10, warm_start=True, warm_epochs=3).validate()
+    cfg = TrainConfig(epochs=10, warm_start=True, warm_epochs=4).validate()
     warm = cfg.for_warm_round()
-    assert (warm.epochs, warm.step_floor(), cfg.step_floor()) == (3, 150, 500)
-    assert TrainConfig(warm_start=True).for_warm_round() == TrainConfig(warm_start=True)
-    with pytest.raises(ConfigError, match="train.warm_epochs"):
-        TrainConfig(warm_start=True, warm_epochs=0).validate()
+    assert (warm.epochs, warm.step_floor(), cfg.step_floor()) == (4, 200, 500)
+    with pytest.raises(ConfigError, match="train.warm_epochs: 3 is set but train.warm_start is off"):
+        TrainConfig(warm_start=False, warm_epochs=3).validate()
+
+
+@pytest.mark.parametrize("epochs, warm_epochs", [(10, 3), (20, 6), (5, 2), (2, 1), (1, 1)])
+def test_warm_start_is_the_default_with_30_percent_of_the_epochs(epochs, warm_epochs):
+    cfg = TrainConfig(epochs=epochs).validate()
+    assert cfg.warm_start and cfg.warm_epochs is None
+    assert cfg.for_warm_round().epochs == cfg.warm_round_epochs() == warm_epochs
+    assert cfg.for_warm_round().step_floor() == 50 * warm_epochs
 
 
 def test_cosine_schedule_anneals_to_zero_and_constant_keeps_lr():

@@ -56,7 +56,9 @@ class Retrainer:
     least two classes; default ``max(10, 2 * classes)``. ``cold_start``: that order, ``random``, or
     label-free ``typiclust`` / ``probcover`` on PCA embeddings of the pool
     (:mod:`alkit.strategies.cold_start`): their first ``min_labels`` picks come first, the rest follow
-    in random order.
+    in random order. ``train``: the engine's :class:`TrainConfig`; with its warm start (the default) each
+    retrain after the first of this process continues from the last model for the warm epochs, as an
+    experiment's rounds do.
     """
 
     def __init__(self, project: LabelProject, strategy: str = "margin", image_size: tuple[int, int] = (32, 32),
@@ -76,6 +78,7 @@ class Retrainer:
         self.device = resolve_device(self.train_cfg.device)
         self.precision = resolve_precision(self.train_cfg.precision, self.device)
         self._cache: dict[int, np.ndarray] = {}
+        self._last_state: dict[str, Any] | None = None  # the last model's weights, for warm start
         self._lock = threading.Lock()
         self._pending = False
         self._thread: threading.Thread | None = None
@@ -176,14 +179,20 @@ class Retrainer:
         x = x_train.reshape(-1, 3).astype(np.float64) / 255.0
         norm = Normalizer(x.mean(0).astype(np.float32), x.std(0).astype(np.float32) + 1e-6)
         model = ReferenceCNN(self.input_shape, len(classes))
-        init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
-        fit(model, x_train, y_train, np.arange(len(y_train)), self.train_cfg, norm, self.device, self.precision,
+        warm = self.train_cfg.warm_start and self._last_state is not None
+        if warm:
+            model.load_state_dict(self._last_state)
+        else:
+            init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
+        cfg = self.train_cfg.for_warm_round() if warm else self.train_cfg
+        fit(model, x_train, y_train, np.arange(len(y_train)), cfg, norm, self.device, self.precision,
             numpy_rng(self.seed, version_seed, "batches"),
             torch_generator(self.seed, version_seed, "dropout", self.device))
+        self._last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         batch = self.train_cfg.eval_batch_for(self.device, model, self.input_shape)
         holdout_labels = self.project.current_labels(holdout=True)
         x_hold, hold_ids = self._arrays(list(holdout_labels))
-        metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0}
+        metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0, "warm_start": warm}
         if hold_ids:
             y_hold = np.array([index[holdout_labels[i]] for i in hold_ids])
             pred = predict_logits(model, x_hold, None, norm, self.device, "fp32", batch).argmax(1)

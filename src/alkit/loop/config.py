@@ -289,6 +289,8 @@ class ExperimentConfig:
         for where_it_runs in ("out", *EXECUTION_FIELDS):
             d.pop(where_it_runs, None)
         d["train"].pop("eval_batch_size", None)
+        if self.train.warm_start:  # the rule resolved, so a folder made under another rule does not resume
+            d["train"]["warm_epochs"] = self.train.warm_round_epochs()
         return d
 
 

@@ -222,7 +222,8 @@ def kill_mid_run_then_resume(args: list[str], env: dict[str, str], tmp_path: Pat
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(small_npz: Path, tmp_path: Path) -> None:
     args = [sys.executable, "-m", "alkit", "run", "--dataset", "npz", "--data-dir", str(small_npz),
             "--strategies", "random,bald:samples=5,badge", "--seeds", "0,1", "--initial", "40", "--query", "30",
-            "--rounds", "4", "--epochs", "3", "--batch-size", "32", "--full-data", "none", "--no-report", "-q"]
+            "--rounds", "4", "--epochs", "3", "--min-steps", "12", "--batch-size", "32", "--full-data", "none",
+            "--no-report", "-q"]
     rows = kill_mid_run_then_resume(args, {**os.environ, "OMP_NUM_THREADS": "1"}, tmp_path, 4, 30)
     assert {r["strategy"] for r in rows} == {"random", "bald:samples=5", "badge"}
 

@@ -12,15 +12,15 @@ from tests.conftest import CIFAR_ARCHIVE, FMNIST_DIR, require_real
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset, data, training", [
-    ("fashion-mnist", FMNIST_DIR, []),  # the default training rule (a 500-step floor) on real data
-    ("fashion-mnist-imbalanced", FMNIST_DIR, ["--min-steps", "0"]),  # the other two check formats and the loop
-    ("cifar10", CIFAR_ARCHIVE, ["--min-steps", "0"]),
+    ("fashion-mnist", FMNIST_DIR, ["--epochs", "4"]),  # the default training rule (50 steps per epoch at least)
+    ("fashion-mnist-imbalanced", FMNIST_DIR, ["--epochs", "10", "--min-steps", "0"]),  # the other two: formats, loop
+    ("cifar10", CIFAR_ARCHIVE, ["--epochs", "10", "--min-steps", "0"]),
 ])
 def test_run_on_real_dataset(dataset: str, data: Path, training: list[str], tmp_path: Path) -> None:
     require_real(data)
     out = subprocess.run(
         [sys.executable, "-m", "alkit", "run", "--dataset", dataset, "--data-dir", str(data),
-         "--strategies", "random,entropy", "--initial", "200", "--query", "100", "--rounds", "1", "--epochs", "10",
+         "--strategies", "random,entropy", "--initial", "200", "--query", "100", "--rounds", "1",
          *training, "--candidates", "2000", "--full-data", "none", "--out", str(tmp_path / "run"), "-q"],
         capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -32,7 +32,7 @@ def test_run_on_real_dataset(dataset: str, data: Path, training: list[str], tmp_
         assert int(r["n_labeled"]) in (200, 300)
         for col in ("accuracy", "balanced_accuracy", "precision_macro", "recall_macro", "f1_macro"):
             assert 0.0 <= float(r[col]) <= 1.0
-        assert float(r["accuracy"]) > 0.12  # above chance (0.10) after 10 epochs (40+ steps) on 200+ labels
+        assert float(r["accuracy"]) > 0.12  # above chance (0.10) after 16+ steps on 200+ labels
         assert float(r["score_seconds"]) >= 0 and float(r["select_seconds"]) >= 0
         assert (float(r["train_seconds"]) > 0) == (r["round"] != "0" or r["strategy"] == "random")  # random trains first
     entropy_r0 = next(r for r in rows if r["strategy"] == "entropy" and r["round"] == "0")

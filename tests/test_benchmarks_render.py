@@ -63,6 +63,38 @@ def test_headline_prefers_the_run_with_more_seeds_and_names_the_fastest_strategy
     assert "[many](#many)" in headline(runs) and "[few](#few)" not in headline(runs)
 
 
+def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
+    ds = _label_efficiency(2.0, 3000)["datasets"]["fashion-mnist"]
+    runs = [{"key": "warm", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "warm_start": True}},
+            {"key": "scratch", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}}}]
+    assert "[scratch](#scratch)" in headline(runs) and "[warm](#warm)" not in headline(runs)
+
+
+def _end_to_end(arms: dict[str, dict]) -> dict:
+    return {"key": "e2e", "kind": "end_to_end", "machine": {"isa": "avx2", "gpu": None, "cores": 2},
+            "metrics": {"plain_wall_s": 1000.0, "seeds": [0, 1, 2], "arms": {
+                name: {"wall_s": wall, "largest_f1_shortfall_pts": short, "options": options}
+                for name, (options, wall, short) in arms.items()}}}
+
+
+def test_the_end_to_end_target_reads_the_arm_that_ran_todays_defaults() -> None:
+    from benchmarks.end_to_end import arm_options, default_arm
+    from benchmarks.targets import end_to_end
+
+    evaluate = end_to_end("avx2", 0.5)
+    scratch, warm3, warm5 = arm_options("scratch", "auto"), arm_options("warm-3", "auto"), arm_options("warm-5", "auto")
+    run = _end_to_end({"alkit scratch": (scratch, 700.0, 0.0), "alkit warm-5": (warm5, 450.0, 0.0),
+                       "alkit warm-3": (warm3, 400.0, 0.2)})
+    assert default_arm(run["metrics"])[0] == "alkit warm-3"
+    assert default_arm({"arms": {"alkit default": {"options": arm_options("default", "auto")}}})[0] == "alkit default"
+    assert evaluate([run])[:2] == ("met", "0.40x the plain loop's time; F1 at most 0.2 points under it (3 seeds)")
+    run["metrics"]["arms"]["alkit warm-3"]["largest_f1_shortfall_pts"] = 0.4
+    assert evaluate([run])[0] == "missed"
+    no_default = _end_to_end({"alkit scratch": (scratch, 700.0, 0.0), "alkit fp32": (arm_options("fp32", "auto"), 900.0, 0.0),
+                              "alkit bf16": (arm_options("default", "bf16"), 600.0, 0.0)})
+    assert default_arm(no_default["metrics"]) is None and evaluate([no_default]) == ("not measured", "–", [])
+
+
 def test_markdown_blocks_and_tables_round_trip() -> None:
     body = "Intro line\nsecond line.\n\n| a | b |\n|---|---|\n| 1 | x |\n\nAfter."
     blocks = markdown_blocks(body)

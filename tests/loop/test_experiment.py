@@ -110,6 +110,29 @@ def test_extending_a_budget_reopens_the_partial_round(small_npz: Path, tmp_path:
     assert [len(r["queried"]) for r in res.rows] == [30, 30, 30, 0]
 
 
+def test_extending_a_warm_run_trains_again_only_from_the_last_kept_checkpoint(small_npz: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import alkit.loop.units as units
+
+    trained = []
+
+    def recording_fit(model, x, y, indices, *args, **kwargs):
+        trained.append(len(indices))
+        return real_fit(model, x, y, indices, *args, **kwargs)
+
+    real_fit = units.fit
+    monkeypatch.setattr(units, "fit", recording_fit)
+    opts = {**FAST, "rounds": None}
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "r", **FAST | {"rounds": 2})
+    trained.clear()
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "r", **FAST | {"rounds": 3})
+    assert trained == [100, 130]  # the old last round (it now queries), from round 1's checkpoint, then the new one
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", budget=95, **opts)
+    trained.clear()
+    alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "b", budget=130, **opts)
+    assert trained == [40, 70, 100, 130]  # round 1 changed its query, and round 0's checkpoint is gone: all again
+
+
 def test_a_schedule_changes_the_query_size_and_grows_like_rounds(small_npz: Path, tmp_path: Path) -> None:
     opts = {**FAST, "rounds": None}
     alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s", schedule="30x2", **opts)
@@ -145,7 +168,7 @@ def test_warm_start_budget_candidates_and_balanced(small_npz: Path, tmp_path: Pa
                     candidates=60, warm_start=True, initial_set="balanced", **opts)
     assert [r["n_labeled"] for r in res.rows] == [40, 70, 95]
     assert all(r["n_candidates"] == 60 for r in res.rows[:-1])
-    assert len(list((tmp_path / "w" / "checkpoints").glob("*.pt"))) == 1
+    assert sorted(p.name[-6:] for p in (tmp_path / "w" / "checkpoints").glob("*.pt")) == ["-r1.pt", "-r2.pt"]
 
 
 def test_warm_epochs_train_later_rounds_shorter_from_the_last_model(small_npz: Path, tmp_path: Path,

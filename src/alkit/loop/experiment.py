@@ -110,16 +110,16 @@ class Experiment:
         runner = self._runner()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with RunStore(self.out_dir / "runs.sqlite") as store:
+            folder = RunFolder(self.out_dir, store, self.labels, self.config.train.warm_start)
             fingerprint = self.config.result_fingerprint()
             if store.check_config(fingerprint, extends=self.config.extends):
-                self._reopen_rounds(store, datasets)
+                self._reopen_rounds(store, datasets, folder)
                 store.save_config(fingerprint)
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
             store.save_classes({key: list(ds.classes) for key, ds in datasets.items()})
             units = self.units()
             per_seed = len(self.labels) * (self.config.loop.n_rounds() + 1)
             total = sum(1 if u.full_data else per_seed for u in units)
-            folder = RunFolder(self.out_dir, store, self.labels, self.config.train.warm_start)
             with progress_bar(total, store.count(), self.progress) as bar:
                 self.executor.run(runner, units, folder, bar)
             store.export_csv(self.out_dir / "rounds.csv")
@@ -131,11 +131,13 @@ class Experiment:
         mode = self.config.full_data
         return [] if mode == "none" else self.config.seeds[:1] if mode == "first-seed" else list(self.config.seeds)
 
-    def _reopen_rounds(self, store: RunStore, datasets: dict[str, Dataset]) -> None:
+    def _reopen_rounds(self, store: RunStore, datasets: dict[str, Dataset], folder: RunFolder) -> None:
         """After an extension, drop each stored round from the first whose query the larger run changes.
 
         That is usually the old last round: it queried nothing, and now it queries. It is run
-        again with the same (seed, round) randomness, so its metrics come back the same.
+        again with the same (seed, round) randomness, so its metrics come back the same. Under warm
+        start a round trains from the round before's checkpoint; where that one is gone, the rounds
+        from the last kept checkpoint (or all of them) run again, to the same results.
         """
         loop = self.config.loop
         for key in datasets:
@@ -143,7 +145,11 @@ class Experiment:
                 for seed in self.config.seeds:
                     for row in store.rounds(key, name, seed):
                         if len(row["queried"]) != loop.query_size(row["round"], row["n_labeled"]):
-                            store.drop_rounds(key, name, seed, row["round"])
+                            first = row["round"]
+                            while (folder.warm_start and first > 0
+                                   and not folder.checkpoint_path(key, name, seed, first - 1).exists()):
+                                first -= 1
+                            store.drop_rounds(key, name, seed, first)
                             break
 
 

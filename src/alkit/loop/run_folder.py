@@ -55,7 +55,8 @@ class RunFolder:
             tmp.write_bytes(record.checkpoint)
             os.replace(tmp, path)
         self.store.commit_round(row, record.queried)
-        old = self.checkpoint_path(row["dataset"], row["strategy"], row["seed"], row["round"] - 1)
+        # the round before stays: an extension reopens the last round, which trains again from it
+        old = self.checkpoint_path(row["dataset"], row["strategy"], row["seed"], row["round"] - 2)
         if record.checkpoint is not None and old.exists():
             old.unlink()
         return True

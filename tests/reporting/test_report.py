@@ -24,10 +24,18 @@ def test_report_states_whether_the_full_data_reference_ran(small_npz: Path, tmp_
     alkit.run("npz", ["random", "margin"], seeds=[0], data_dir=str(small_npz), out=run, full_data="first-seed", **TINY)
     text = _report(run)
     assert "Full-data reference (400 labels, 1 seed(s)): macro F1" in text
+    assert "Rounds after the first continued from the previous round's model (warm start" in text
     assert "| margin | 70 | 1 |" in text and (run / "report.html").stat().st_size > 1000
     with sqlite3.connect(run / "runs.sqlite") as db:  # as if the run was stopped before its full-data step
         db.execute("DELETE FROM full_data")
     assert "Full-data reference: not finished yet (full_data: first-seed); rerun the same command" in _report(run)
+
+
+def test_a_run_retrained_from_scratch_has_no_warm_start_caveat(small_npz: Path, tmp_path: Path) -> None:
+    alkit.run("npz", ["random", "margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "s",
+              full_data="none", warm_start=False, **TINY)
+    text = _report(tmp_path / "s")
+    assert "Paired difference vs random" in text and "warm start" not in text
 
 
 def test_report_refuses_a_folder_without_a_run(tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from alkit.loop.config import LoopConfig
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
 from alkit.storage.run_store import RunStore
+from alkit.training.config import WARM_EPOCHS_FRACTION
 from benchmarks.common import save_result, table
 from benchmarks.render import render_blocks
 
@@ -265,8 +266,8 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
         + ("" if warm_start else f", and `{check}` (the `--epochs 2` check)") + ". "
         "Every arm trains with the default rule (at least 50 optimizer steps per epoch, BatchNorm re-estimated on "
         "the labeled images) and scores the whole pool; the label-free initial sets use the PCA embedder. "
-        + ("Every round after the first continues from the last round's model for 30% of the epochs (warm start, "
-           "alkit's default)." if warm_start else "Every round retrains from fresh weights."),
+        + (f"Every round after the first continues from the last round's model for {WARM_EPOCHS_FRACTION:.0%} of the "
+           "epochs (warm start, alkit's default)." if warm_start else "Every round retrains from fresh weights."),
         f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
         table(["arm", "seeds", *[f"F1 {b}" for b in k], "AUBC"], curve_rows,
               [None, None, *[".4f"] * len(budgets), ".4f"]),

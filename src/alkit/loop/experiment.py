@@ -136,8 +136,7 @@ class Experiment:
 
         That is usually the old last round: it queried nothing, and now it queries. It is run
         again with the same (seed, round) randomness, so its metrics come back the same. Under warm
-        start a round trains from the round before's checkpoint; where that one is gone, the rounds
-        from the last kept checkpoint (or all of them) run again, to the same results.
+        start it may have to go back further (:meth:`RunFolder.first_round_to_rerun`).
         """
         loop = self.config.loop
         for key in datasets:
@@ -145,11 +144,8 @@ class Experiment:
                 for seed in self.config.seeds:
                     for row in store.rounds(key, name, seed):
                         if len(row["queried"]) != loop.query_size(row["round"], row["n_labeled"]):
-                            first = row["round"]
-                            while (folder.warm_start and first > 0
-                                   and not folder.checkpoint_path(key, name, seed, first - 1).exists()):
-                                first -= 1
-                            store.drop_rounds(key, name, seed, first)
+                            store.drop_rounds(key, name, seed,
+                                              folder.first_round_to_rerun(key, name, seed, row["round"]))
                             break
 
 

@@ -21,6 +21,13 @@ class RunFolder:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{key}-{strategy}-{seed}")
         return self.out_dir / "checkpoints" / f"{safe}-r{round_}.pt"
 
+    def first_round_to_rerun(self, key: str, strategy: str, seed: int, round_: int) -> int:
+        """The round to run again from so that ``round_`` runs again: under warm start a round trains from the
+        round before's checkpoint, and where that one is gone, from the last kept one's (or round 0)."""
+        while self.warm_start and round_ > 0 and not self.checkpoint_path(key, strategy, seed, round_ - 1).exists():
+            round_ -= 1
+        return round_
+
     def resume(self, unit: Unit) -> Resume:
         if unit.full_data:
             return Resume(full_done=self.store.has_full_data(unit.dataset, unit.seed))

@@ -44,6 +44,7 @@ from benchmarks.common import save_result, table
 from benchmarks.render import render_blocks
 
 MINORITY = (0, 1, 2, 3, 4)
+MINORITY_POOL_SHARE = 3_000 / 33_000  # fashion-mnist-imbalanced: classes 0-4 keep 600 of 6,000
 
 
 def _at(c, n: int) -> float | None:
@@ -118,7 +119,10 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
         if partial:
             blocks.append(f"Seeds {partial} have not finished every round and are left out.")
         if "minority_recall" in next(iter(summary["strategies"].values())):
-            blocks += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed):",
+            pool = (f" (they are {MINORITY_POOL_SHARE:.1%} of the pool, the share random sampling converges to)"
+                    if ds == "fashion-mnist-imbalanced" else "")
+            blocks += ["Minority-class recall (mean recall of classes 0–4, mean over seeds; Δ is paired by seed), and the "
+                       f"share of classes 0–4 among each strategy's queries after the shared initial set{pool}:",
                        _minority_table(summary, budgets)]
     loop = config.get("loop", {})
     settings = (f"initial {loop.get('initial')}, +{loop.get('query')} per round, {loop.get('rounds')} rounds, "
@@ -152,18 +156,52 @@ def _minority_recall(rows: list[dict[str, Any]], dataset: str, budgets: list[int
                 for r in rows if r["dataset"] == dataset and r.get("per_class")]
     rec = curves(extended, dataset, "minority_recall")
     ref = rec.get("random")
+    share = minority_query_share(rows, dataset, budgets)
     for s, c in rec.items():
         summary["strategies"][s]["minority_recall"] = {str(n): _at(c, n) for n in budgets}
         summary["strategies"][s]["delta_minority_recall"] = _paired(s, c, ref, budgets)
+        summary["strategies"][s]["minority_query_share"] = share.get(s, {str(n): None for n in budgets})
+
+
+def minority_query_share(rows: list[dict[str, Any]], dataset: str, budgets: list[int]
+                         ) -> dict[str, dict[str, float | None]]:
+    """Per strategy and budget, the share of minority classes (0–4) among the labels it queried on the way there.
+
+    It reads each round's stored ``query_hist`` (the classes of that round's queries) up to the budget, so the
+    shared initial set is left out, and averages the share over seeds. None where a seed lacks the histograms.
+    """
+    by: dict[str, dict[int, list[dict[str, Any]]]] = {}
+    for r in rows:
+        if r["dataset"] == dataset:
+            by.setdefault(r["strategy"], {}).setdefault(r["seed"], []).append(r)
+    out: dict[str, dict[str, float | None]] = {}
+    for strategy, seeds in by.items():
+        out[strategy] = {}
+        for n in budgets:
+            shares = []
+            for seed_rows in seeds.values():
+                before = [r for r in seed_rows if r["n_labeled"] < n]
+                if not before or any(r.get("query_hist") is None for r in before):
+                    break
+                hist = np.sum([r["query_hist"] for r in before], axis=0)
+                shares.append(float(hist[list(MINORITY)].sum() / hist.sum()) if hist.sum() else 0.0)
+            out[strategy][str(n)] = float(np.mean(shares)) if len(shares) == len(seeds) else None
+    return out
 
 
 def _minority_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
     k = [f"@{n // 1000}k" if n % 1000 == 0 else f"@{n}" for n in budgets]
-    columns = ["strategy"] + [f"recall {b}" for b in k] + [f"Δ vs random {b} (p)" for b in k]
+    columns = (["strategy"] + [f"recall {b}" for b in k] + [f"Δ vs random {b} (p)" for b in k]
+               + [f"minority share of queries to {b}" for b in k])
     rows = [[name] + [st["minority_recall"][str(n)] for n in budgets]
             + [_delta_cell(st["delta_minority_recall"][str(n)]) for n in budgets]
+            + [_share_cell(st.get("minority_query_share", {}).get(str(n))) for n in budgets]
             for name, st in summary["strategies"].items()]
-    return table(columns, rows, [None] + [".4f"] * len(budgets) + [None] * len(budgets))
+    return table(columns, rows, [None] + [".4f"] * len(budgets) + [None] * (2 * len(budgets)))
+
+
+def _share_cell(share: float | None) -> str:
+    return "–" if share is None else f"{share:.1%}"
 
 
 LOW_BUDGET_ARMS = {"random": ("random", "random"), "margin": ("random", "margin"),

@@ -126,11 +126,30 @@ def test_minority_recall_pairs_seeds_against_random() -> None:
     assert margin["delta_minority_recall"]["2000"][0] == pytest.approx(15.0)
     assert summary["strategies"]["random"]["delta_minority_recall"]["2000"] is None
     table = _minority_table(summary, [2000])
-    assert table["columns"] == ["strategy", "recall @2k", "Δ vs random @2k (p)"]
+    assert table["columns"] == ["strategy", "recall @2k", "Δ vs random @2k (p)", "minority share of queries to @2k"]
     assert table["rows"][1][2] == "–" and table["rows"][0][2].startswith("+15.00 pts (p=0.")
+    assert table["rows"][0][3] == "–"
     plain = {"strategies": {"margin": {}, "random": {}}}
     _minority_recall(rows, "fashion-mnist", [2000], plain)
     assert plain == {"strategies": {"margin": {}, "random": {}}}
+
+
+def test_minority_query_share_counts_each_strategys_queries_up_to_the_budget() -> None:
+    from benchmarks.label_efficiency import minority_query_share
+
+    def row(strategy: str, seed: int, n: int, hist: list[int] | None) -> dict:
+        return {"dataset": "d", "strategy": strategy, "seed": seed, "n_labeled": n, "query_hist": hist}
+
+    rows = [row("margin", 0, 1000, [100] * 5 + [100] * 5), row("margin", 0, 2000, [0] * 5 + [200] * 5),
+            row("margin", 0, 3000, None),
+            row("margin", 1, 1000, [40] * 5 + [160] * 5), row("margin", 1, 2000, [0] * 10),
+            row("margin", 1, 3000, None)]
+    share = minority_query_share(rows, "d", [2000, 3000, 1000])["margin"]
+    assert share["2000"] == pytest.approx((0.5 + 0.2) / 2)
+    assert share["3000"] == pytest.approx((500 / 2000 + 200 / 1000) / 2)
+    assert share["1000"] is None
+    rows[1]["query_hist"] = None
+    assert minority_query_share(rows, "d", [3000])["margin"]["3000"] is None
 
 
 def test_paired_differences_give_no_p_value_for_one_seed() -> None:

@@ -91,6 +91,51 @@ def test_mc_dropout_is_seeded_keeps_batchnorm_in_eval_and_leaves_the_global_rng_
     assert np.abs(a.mean(axis=2) - eval_logits).mean() < np.abs(eval_logits).mean()  # centred on the eval model
 
 
+class Wrapped(nn.Module):
+    """The reference CNN without its stem()/after_stem() methods: MC-dropout runs it whole per sample."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
+def test_the_stem_runs_once_per_batch_and_the_samples_equal_whole_passes() -> None:
+    model, x = _cnn(), _images(10)
+    calls = []
+    model.features[3].register_forward_hook(lambda *_: calls.append(1))  # the stem's second convolution
+    split = mc_dropout_logits(model, x, None, NORM, CPU, 6, torch.Generator().manual_seed(4), 4, batch_size=4)
+    assert len(calls) == 3
+    whole = mc_dropout_logits(Wrapped(model), x, None, NORM, CPU, 6, torch.Generator().manual_seed(4), 4,
+                              batch_size=4)
+    assert len(calls) == 3 + 3 * 6
+    np.testing.assert_array_equal(split, whole)
+    with torch.no_grad():
+        xb = NORM(x, CPU)
+        np.testing.assert_array_equal(model.after_stem(model.stem(xb)).numpy(), model.eval()(xb).numpy())
+
+
+def test_a_stem_that_runs_dropout_is_refused() -> None:
+    class LeakyStem(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+
+        def stem(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body[:3](x)
+
+        def after_stem(self, h: torch.Tensor) -> torch.Tensor:
+            return self.body[3:](h)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.body(x)
+
+    with pytest.raises(StrategyError, match=r"LeakyStem.stem\(\) runs a dropout layer \(Dropout\)"):
+        mc_dropout_logits(LeakyStem(), _images(3), None, NORM, CPU, 2, torch.Generator(), 0)
+
+
 def test_nn_dropout_models_are_reproducible_too() -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.5), nn.Linear(32, 3))
     x = _images(6)

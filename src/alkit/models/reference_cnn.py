@@ -58,5 +58,14 @@ class ReferenceCNN(nn.Module):
             nn.Linear(512, num_classes),
         )
 
+    STEM_LAYERS = 7
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        """The layers before the first dropout: MC-dropout runs them once per batch, not once per sample."""
+        return self.features[:self.STEM_LAYERS](x)
+
+    def after_stem(self, h: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features[self.STEM_LAYERS:](h))

@@ -3,12 +3,15 @@
 Embeddings are the input of the model's last ``nn.Linear`` (read by a forward hook), or
 ``model.embed(x)`` when the model defines ``embed`` and ``head`` (then ``head(embed(x))``
 must equal ``model(x)``). MC-dropout passes keep BatchNorm in eval mode and switch only the
-dropout layers on, drawing their masks from a generator passed in, never the global RNG.
+dropout layers on, drawing their masks from a generator passed in, never the global RNG. A model
+that defines ``stem(x)`` and ``after_stem(h)`` (``after_stem(stem(x))`` equal to ``model(x)``, no
+dropout in ``stem``) has its stem run once per batch instead of once per sample: the same samples,
+for the cost of the layers after it.
 """
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -108,6 +111,31 @@ def has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, DROPOUT_TYPES) and getattr(m, "p", 0) > 0 for m in model.modules())
 
 
+def _mc_split(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """The deterministic stem and the stochastic rest of an MC-dropout pass (identity and the model by default)."""
+    stem, rest = getattr(model, "stem", None), getattr(model, "after_stem", None)
+    if callable(stem) and callable(rest):
+        return stem, rest
+    return (lambda xb: xb), model
+
+
+def _stem_without_dropout(model: nn.Module, stem: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor
+                          ) -> torch.Tensor:
+    """``stem(xb)``, refusing a stem that runs a dropout layer: its samples would all share one mask."""
+    ran: list[nn.Module] = []
+    hooks = [m.register_forward_pre_hook(lambda mod, _inp: ran.append(mod))
+             for m in model.modules() if isinstance(m, DROPOUT_TYPES)]
+    try:
+        h = stem(xb)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if ran:
+        raise StrategyError(f"{type(model).__name__}.stem() runs a dropout layer ({type(ran[0]).__name__}); "
+                            "MC-dropout runs the stem once per batch, so move the dropout into after_stem()")
+    return h
+
+
 @contextlib.contextmanager
 def _mc_mode(model: nn.Module, generator: torch.Generator, seed: int) -> Iterator[None]:
     """Eval mode with only the dropout layers training; SeededDropout draws from ``generator``, plain
@@ -145,11 +173,13 @@ def mc_dropout_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | Non
     model.to(device)
     n = len(x) if indices is None else len(indices)
     out: np.ndarray | None = None
+    stem, rest = _mc_split(model)
     with _mc_mode(model, generator, seed):
         for start, sel in _batches(n, indices, batch_size):
             xb = normalizer(x[sel], device)
             with reproducible_kernels(device):
-                draws = torch.stack([model(xb).float() for _ in range(samples)], dim=2)
+                h = stem(xb) if start else _stem_without_dropout(model, stem, xb)
+                draws = torch.stack([rest(h).float() for _ in range(samples)], dim=2)
             if out is None:
                 out = np.empty((n, draws.shape[1], samples), dtype=np.float32)
             out[start:start + len(draws)] = draws.cpu().numpy()

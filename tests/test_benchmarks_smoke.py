@@ -26,6 +26,12 @@ def test_scoring_smoke() -> None:
     assert "| int8 static quantisation (x86 backend), batch 256 |" in out and "top-1000 overlap, margin" in out
 
 
+def test_mc_dropout_smoke() -> None:
+    require_real(FMNIST_DIR)
+    out = _run("benchmarks.mc_dropout")
+    assert "bit-for-bit identical" in out and "whole passes" in out
+
+
 @pytest.mark.slow
 def test_memory_smoke() -> None:
     require_real(FMNIST_DIR)

@@ -77,14 +77,16 @@ def main() -> None:
     one_pass = best["eval pass (fp32, no dropout)"]
     stem, whole = "MC-dropout, stem once per batch (alkit)", "MC-dropout, whole passes per sample"
     identical = bool(np.array_equal(outputs[stem], outputs[whole]))
-    rows = [[name, best[name], best[name] / one_pass, f"{args.pool * (args.samples if name != next(iter(arms)) else 1) / best[name]:,.0f}"]
-            for name in arms]
+    rows = [[name, best[name], best[name] / one_pass,
+             f"{args.pool * (args.samples if name != next(iter(arms)) else 1) / best[name]:,.0f}",
+             " / ".join(f"{t:.1f}" for t in seconds[name])] for name in arms]
     blocks: list[str | dict[str, Any]] = [
         f"The reference CNN on the first {args.pool:,} Fashion-MNIST training images on {dev.type}, "
         f"T = {args.samples} samples, batch {batch}, best of {args.turns} interleaved turns. The stem runs "
         f"once per batch and the samples are {'bit-for-bit identical' if identical else 'NOT identical'} "
         "to whole passes per sample.",
-        table(["variant", "seconds", "in eval passes", "image-samples/s"], rows, [None, ".2f", ".1f", None]),
+        table(["variant", "seconds (best)", "in eval passes", "image-samples/s", "every turn (s)"], rows,
+              [None, ".2f", ".1f", None, None]),
         f"Stem once per batch vs whole passes: **{best[whole] / best[stem]:.2f}x** faster."]
     print("\n".join(b if isinstance(b, str) else str(b) for b in blocks))
     if not identical:

@@ -139,8 +139,10 @@ def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_doe
     starts = []
 
     def recording_fit(model, *args, **kwargs):
-        starts.append((args[3].epochs, [v.clone() for v in model.state_dict().values()]))
-        return real_fit(model, *args, **kwargs)
+        before = [v.clone() for v in model.state_dict().values()]
+        out = real_fit(model, *args, **kwargs)
+        starts.append((args[3].epochs, before, [v.clone() for v in model.state_dict().values()]))
+        return out
 
     real_fit = retrain.fit
     monkeypatch.setattr(retrain, "fit", recording_fit)
@@ -152,11 +154,12 @@ def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_doe
     r = Retrainer(p, "margin", image_size=(28, 28), min_labels=10,
                   train=TrainConfig(epochs=4, min_steps=8, warm_start=warm_start))
     assert r.train_once() == 1
-    first = [v.clone() for v in r._last_state.values()]
+    first = starts[0][2]
+    assert (r._last_state is not None) == warm_start  # nothing kept that will not be used
     for name, y in items[30:45]:
         p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
     assert r.train_once() == 2
-    assert [e for e, _ in starts] == ([4, 1] if warm_start else [4, 4])
+    assert [e for e, *_ in starts] == ([4, 1] if warm_start else [4, 4])
     continued = all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(starts[1][1], first))
     assert continued == warm_start
     assert [m["metrics"]["warm_start"] for m in p.models()] == [False, warm_start]

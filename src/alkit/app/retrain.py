@@ -188,7 +188,8 @@ class Retrainer:
         fit(model, x_train, y_train, np.arange(len(y_train)), cfg, norm, self.device, self.precision,
             numpy_rng(self.seed, version_seed, "batches"),
             torch_generator(self.seed, version_seed, "dropout", self.device))
-        self._last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.train_cfg.warm_start:
+            self._last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         batch = self.train_cfg.eval_batch_for(self.device, model, self.input_shape)
         holdout_labels = self.project.current_labels(holdout=True)
         x_hold, hold_ids = self._arrays(list(holdout_labels))

@@ -91,24 +91,14 @@ def test_mc_dropout_is_seeded_keeps_batchnorm_in_eval_and_leaves_the_global_rng_
     assert np.abs(a.mean(axis=2) - eval_logits).mean() < np.abs(eval_logits).mean()  # centred on the eval model
 
 
-class Wrapped(nn.Module):
-    """The reference CNN without its stem()/after_stem() methods: MC-dropout runs it whole per sample."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(x)
-
-
 def test_the_stem_runs_once_per_batch_and_the_samples_equal_whole_passes() -> None:
     model, x = _cnn(), _images(10)
     calls = []
     model.features[3].register_forward_hook(lambda *_: calls.append(1))  # the stem's second convolution
     split = mc_dropout_logits(model, x, None, NORM, CPU, 6, torch.Generator().manual_seed(4), 4, batch_size=4)
     assert len(calls) == 3
-    whole = mc_dropout_logits(Wrapped(model), x, None, NORM, CPU, 6, torch.Generator().manual_seed(4), 4,
+    # nn.Sequential(model) hides stem()/after_stem(), so MC-dropout runs whole passes per sample
+    whole = mc_dropout_logits(nn.Sequential(model), x, None, NORM, CPU, 6, torch.Generator().manual_seed(4), 4,
                               batch_size=4)
     assert len(calls) == 3 + 3 * 6
     np.testing.assert_array_equal(split, whole)

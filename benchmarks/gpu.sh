@@ -5,11 +5,12 @@
 #                                    # files and the wheels alkit needs beyond PyTorch's usual company into
 #                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
 #   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: the CUDA
-#                                    # tests (pytest -m cuda), scoring on CUDA (with two-stage), the
-#                                    # end-to-end run with alkit on its default path (auto) and in fp32,
-#                                    # then parallel seeds (4 workers); saves the results scoring-cuda,
-#                                    # end-to-end-cuda-*, workers-cuda under benchmarks/results/, and
-#                                    # copies them (after each step) and the log to $OUT when that is set
+#                                    # tests (pytest -m cuda), scoring on CUDA (with two-stage), MC-dropout
+#                                    # samples, the end-to-end run with alkit on its default path (auto) and
+#                                    # in fp32, then parallel seeds (4 workers); saves the results
+#                                    # scoring-cuda, mc-dropout-cuda, end-to-end-cuda-*, workers-cuda under
+#                                    # benchmarks/results/, and copies them (after each step) and the log
+#                                    # to $OUT when that is set
 #
 # Copy the result files back into benchmarks/results/ here and run python -m benchmarks.render. Where git
 # is absent, ALKIT_BENCH_COMMIT names the commit the results record.
@@ -51,6 +52,7 @@ run() {
     fi
     mkdir -p "$out/results"
     python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
+    python3 -m benchmarks.mc_dropout --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
     cp benchmarks/results/*.json "$out/results/"
     python3 -m benchmarks.end_to_end --device "$device" --arms default,scratch "$@" 2>&1 | tee -a "$log" || rc=1
     cp benchmarks/results/*.json "$out/results/"

@@ -63,6 +63,21 @@ def test_headline_prefers_the_run_with_more_seeds_and_names_the_fastest_strategy
     assert "[many](#many)" in headline(runs) and "[few](#few)" not in headline(runs)
 
 
+def test_the_gain_target_takes_the_best_strategy_of_every_run_with_the_most_seeds() -> None:
+    target = next(t for t in TARGETS if t.measure == "Fashion-MNIST: best strategy − random at 5k")
+
+    def run(key: str, gain: float, seeds: int, warm: bool = False) -> dict:
+        metrics = _label_efficiency(gain, None)
+        for s in metrics["datasets"]["fashion-mnist"]["strategies"].values():
+            s["seeds"] = seeds
+        return {"key": key, "kind": "label_efficiency", "metrics": {**metrics, "warm_start": warm}}
+
+    study, field = run("study", 1.9, 3), run("field", 2.6, 3)
+    assert target.evaluate([study, field]) == ("met", "margin +2.60 points (p=0.010, 3 seeds)", ["field"])
+    assert target.evaluate([study])[0] == "missed"
+    assert target.evaluate([study, run("one-seed", 4.0, 1), run("warm", 4.0, 3, warm=True)])[2] == ["study"]
+
+
 def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
     ds = _label_efficiency(2.0, 3000)["datasets"]["fashion-mnist"]
     runs = [{"key": "warm", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "warm_start": True}},

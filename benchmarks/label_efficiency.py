@@ -192,7 +192,7 @@ def minority_query_share(rows: list[dict[str, Any]], dataset: str, budgets: list
 def _minority_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
     k = [f"@{n // 1000}k" if n % 1000 == 0 else f"@{n}" for n in budgets]
     columns = (["strategy"] + [f"recall {b}" for b in k] + [f"Δ vs random {b} (p)" for b in k]
-               + [f"minority share of queries to {b}" for b in k])
+               + [f"minority share of queries {b}" for b in k])
     rows = [[name] + [st["minority_recall"][str(n)] for n in budgets]
             + [_delta_cell(st["delta_minority_recall"][str(n)]) for n in budgets]
             + [_share_cell(st.get("minority_query_share", {}).get(str(n))) for n in budgets]

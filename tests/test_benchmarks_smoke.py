@@ -132,7 +132,7 @@ def test_minority_recall_pairs_seeds_against_random() -> None:
     assert margin["delta_minority_recall"]["2000"][0] == pytest.approx(15.0)
     assert summary["strategies"]["random"]["delta_minority_recall"]["2000"] is None
     table = _minority_table(summary, [2000])
-    assert table["columns"] == ["strategy", "recall @2k", "Δ vs random @2k (p)", "minority share of queries to @2k"]
+    assert table["columns"] == ["strategy", "recall @2k", "Δ vs random @2k (p)", "minority share of queries @2k"]
     assert table["rows"][1][2] == "–" and table["rows"][0][2].startswith("+15.00 pts (p=0.")
     assert table["rows"][0][3] == "–"
     plain = {"strategies": {"margin": {}, "random": {}}}

@@ -18,7 +18,8 @@ from typing import Any
 
 from benchmarks.common import BENCHMARKS_MD, ISA_NAMES, RESULTS, machine_line
 
-KIND_ORDER = ("label_efficiency", "recipe", "scoring", "mc_dropout", "training_step", "peers", "end_to_end", "workers", "memory")
+KIND_ORDER = ("label_efficiency", "recipe", "scoring", "mc_dropout", "training_step", "peers", "end_to_end", "workers",
+              "memory")
 DATASET_NAMES = {"fashion-mnist": "Fashion-MNIST", "fashion-mnist-imbalanced": "Imbalanced Fashion-MNIST",
                  "cifar10": "CIFAR-10"}
 HEADLINE_BUDGETS = (2000, 5000, 10000)

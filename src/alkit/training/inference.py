@@ -111,7 +111,10 @@ def has_dropout(model: nn.Module) -> bool:
     return any(isinstance(m, DROPOUT_TYPES) and getattr(m, "p", 0) > 0 for m in model.modules())
 
 
-def _mc_split(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+Layers = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _mc_split(model: nn.Module) -> tuple[Layers, Layers]:
     """The deterministic stem and the stochastic rest of an MC-dropout pass (identity and the model by default)."""
     stem, rest = getattr(model, "stem", None), getattr(model, "after_stem", None)
     if callable(stem) and callable(rest):
@@ -119,8 +122,7 @@ def _mc_split(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor],
     return (lambda xb: xb), model
 
 
-def _stem_without_dropout(model: nn.Module, stem: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor
-                          ) -> torch.Tensor:
+def _stem_without_dropout(model: nn.Module, stem: Layers, xb: torch.Tensor) -> torch.Tensor:
     """``stem(xb)``, refusing a stem that runs a dropout layer: its samples would all share one mask."""
     ran: list[nn.Module] = []
     hooks = [m.register_forward_pre_hook(lambda mod, _inp: ran.append(mod))

@@ -37,7 +37,7 @@ from scipy import stats
 import alkit
 from alkit.loop.config import LoopConfig
 from alkit.models.seeded import INIT_SCHEMES
-from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs
+from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts
 from alkit.storage.run_store import RunStore
 from alkit.training.config import WARM_EPOCHS_FRACTION
 from benchmarks.common import save_result, table
@@ -170,22 +170,20 @@ def minority_query_share(rows: list[dict[str, Any]], dataset: str, budgets: list
     It reads each round's stored ``query_hist`` (the classes of that round's queries) up to the budget, so the
     shared initial set is left out, and averages the share over seeds. None where a seed lacks the histograms.
     """
-    by: dict[str, dict[int, list[dict[str, Any]]]] = {}
-    for r in rows:
-        if r["dataset"] == dataset:
-            by.setdefault(r["strategy"], {}).setdefault(r["seed"], []).append(r)
+    rows = [r for r in rows if r["dataset"] == dataset]
     out: dict[str, dict[str, float | None]] = {}
-    for strategy, seeds in by.items():
+    for strategy in sorted({r["strategy"] for r in rows}):
+        mine = [r for r in rows if r["strategy"] == strategy]
+        seeds = sorted({r["seed"] for r in mine})
         out[strategy] = {}
         for n in budgets:
-            shares = []
-            for seed_rows in seeds.values():
-                before = [r for r in seed_rows if r["n_labeled"] < n]
-                if not before or any(r.get("query_hist") is None for r in before):
-                    break
-                hist = np.sum([r["query_hist"] for r in before], axis=0)
-                shares.append(float(hist[list(MINORITY)].sum() / hist.sum()) if hist.sum() else 0.0)
-            out[strategy][str(n)] = float(np.mean(shares)) if len(shares) == len(seeds) else None
+            before = {seed: [r for r in mine if r["seed"] == seed and r["n_labeled"] < n] for seed in seeds}
+            if any(not b or any(r.get("query_hist") is None for r in b) for b in before.values()):
+                out[strategy][str(n)] = None
+                continue
+            hists = [queried_class_counts(b, dataset)[strategy] for b in before.values()]
+            out[strategy][str(n)] = float(np.mean([h[list(MINORITY)].sum() / h.sum() if h.sum() else 0.0
+                                                   for h in hists]))
     return out
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, summary_table
+from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts, summary_table
 
 
 def _rows() -> list[dict]:
@@ -52,3 +52,16 @@ def test_summary_table() -> None:
     assert table["margin"]["diff_vs_random"] == pytest.approx(np.mean([0.08, 0.08, 0.08]))
     assert "diff_vs_random" not in table["random"]
     assert table["margin"]["aubc"] > table["random"]["aubc"]
+
+
+def test_queried_class_counts_sum_each_strategys_histograms_over_rounds_and_seeds() -> None:
+    rows = [{"dataset": "d", "strategy": "margin", "seed": 0, "query_hist": [1, 2, 0]},
+            {"dataset": "d", "strategy": "margin", "seed": 1, "query_hist": [0, 1, 4]},
+            {"dataset": "d", "strategy": "margin", "seed": 1, "query_hist": None},  # the last round queries nothing
+            {"dataset": "d", "strategy": "random", "seed": 0, "query_hist": [3, 0, 0]},
+            {"dataset": "other", "strategy": "margin", "seed": 0, "query_hist": [9, 9, 9]}]
+    counts = queried_class_counts(rows, "d")
+    assert sorted(counts) == ["margin", "random"]
+    np.testing.assert_array_equal(counts["margin"], [1, 3, 4])
+    np.testing.assert_array_equal(counts["random"], [3, 0, 0])
+    assert queried_class_counts(rows, "none") == {}

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from alkit.reporting.summary import curves  # noqa: E402
+from alkit.reporting.summary import curves, queried_class_counts  # noqa: E402
 
 METRIC_LABELS = {"f1_macro": "macro F1", "accuracy": "accuracy", "balanced_accuracy": "balanced accuracy",
                  "precision_macro": "macro precision", "recall_macro": "macro recall"}
@@ -45,11 +45,7 @@ def learning_curve(rows: list[dict[str, Any]], full: list[dict[str, Any]], datas
 
 def query_histogram(rows: list[dict[str, Any]], dataset: str, classes: list[str] | None, stem: Path) -> list[Path]:
     """Share of each class among all queried samples, per strategy (averaged over seeds)."""
-    totals: dict[str, np.ndarray] = {}
-    for r in rows:
-        if r["dataset"] == dataset and r.get("query_hist"):
-            h = np.asarray(r["query_hist"], dtype=float)
-            totals[r["strategy"]] = totals.get(r["strategy"], np.zeros_like(h)) + h
+    totals = queried_class_counts(rows, dataset)
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if totals:
         n_classes = len(next(iter(totals.values())))

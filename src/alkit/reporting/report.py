@@ -12,7 +12,7 @@ import numpy as np
 
 from alkit.errors import RunStoreError
 from alkit.reporting.plots import learning_curve, query_histogram
-from alkit.reporting.summary import curves, paired_vs, summary_table
+from alkit.reporting.summary import curves, paired_vs, queried_class_counts, summary_table
 from alkit.storage.run_store import RunStore
 
 CURVE_METRICS = ("f1_macro", "accuracy", "balanced_accuracy")
@@ -56,11 +56,7 @@ def _diff_table(rows: list[dict[str, Any]], dataset: str) -> list[list[str]]:
 
 def _queried_per_class(rows: list[dict[str, Any]], dataset: str,
                        classes: list[str] | None) -> tuple[list[str], list[list[str]]]:
-    totals: dict[str, np.ndarray] = {}
-    for r in rows:
-        if r["dataset"] == dataset and r.get("query_hist"):
-            hist = np.asarray(r["query_hist"])
-            totals[r["strategy"]] = totals.get(r["strategy"], np.zeros_like(hist)) + hist
+    totals = queried_class_counts(rows, dataset)
     if not totals:
         return [], []
     n = len(next(iter(totals.values())))

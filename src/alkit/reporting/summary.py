@@ -35,6 +35,17 @@ def curves(rows: list[dict[str, Any]], dataset: str, metric: str = "f1_macro") -
     return out
 
 
+def queried_class_counts(rows: list[dict[str, Any]], dataset: str) -> dict[str, np.ndarray]:
+    """Per strategy, the class counts of everything its rounds queried (their ``query_hist``s summed over rounds
+    and seeds); rows without a histogram add nothing."""
+    totals: dict[str, np.ndarray] = {}
+    for r in rows:
+        if r["dataset"] == dataset and r.get("query_hist"):
+            hist = np.asarray(r["query_hist"])
+            totals[r["strategy"]] = totals.get(r["strategy"], np.zeros_like(hist)) + hist
+    return totals
+
+
 def aubc(n_labeled: np.ndarray, values: np.ndarray) -> float:
     """Area under the budget curve, normalised by the budget range: the mean height of the curve."""
     if len(n_labeled) == 0:

@@ -129,7 +129,7 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
                 f"initial set {loop.get('initial_set', 'random')}, candidates {loop.get('candidates') or 'whole pool'}, "
                 f"epochs {train.get('epochs')}, min_steps {train.get('min_steps', 0)}, batch {train.get('batch_size')}, "
                 f"lr {train.get('lr')} ({train.get('lr_schedule', 'constant')}), init {train.get('init', 'glorot')}, "
-                f"augment {train.get('augment')}, "
+                f"augment {train.get('augment')}, class balance {train.get('class_balance', 'none')}, "
                 + (f"warm start ({train.get('warm_epochs')} epochs per later round)" if metrics["warm_start"]
                    else "every round from fresh weights") + f", seeds {config.get('seeds')}")
     return [f"Run folder `{run_dir}` ({settings}).", *blocks], metrics
@@ -340,6 +340,8 @@ def main() -> None:
     ap.add_argument("--init", default="torch", choices=INIT_SCHEMES,
                     help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
+    ap.add_argument("--class-balance", default="none", choices=["none", "reweight", "logit-adjust"],
+                    help="the loss's class balance for every strategy (alkit run --class-balance)")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)
     ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel (same results)")
@@ -366,7 +368,8 @@ def main() -> None:
         kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
                                   lr_schedule=args.lr_schedule, init=args.init,
-                                  augment=args.augment, full_data=args.full_data, warm_start=args.warm_start,
+                                  augment=args.augment, class_balance=args.class_balance,
+                                  full_data=args.full_data, warm_start=args.warm_start,
                                   workers=args.workers)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, min_steps=0, full_data="none")

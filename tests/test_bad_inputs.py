@@ -326,6 +326,8 @@ LABEL_CASES: dict[str, Case] = {
     "retrain-every-zero": lambda f: (_label(f, "--retrain-every", "0"), "retrain_every = 0 must be an integer >= 1"),
     "image-size-tiny": lambda f: (_label(f, "--image-size", "5x5"), "--image-size: 5x5 must be between 14x14"),
     "strategy-unknown": lambda f: (_label(f, "--strategy", "bogus"), "strategy 'bogus' is unknown"),
+    "class-balance-unknown-in-toml": lambda f: (_label(f, project='class_balance = "focal"\n'),
+                                                "project.toml: class_balance = 'focal' is unknown"),
     "db-is-text": lambda f: (_label_db(f, "text"), "db: not a labeling project database"),
     "db-is-folder": lambda f: (_label_db(f, "dir"), "db: is a folder, not a project database"),
     "one-class": lambda f: (_label(f, classes="a"), "at least two classes are needed"),

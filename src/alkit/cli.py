@@ -86,6 +86,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fresh weights: PyTorch's default or Keras' Glorot-uniform (default: torch)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
+    g.add_argument("--class-balance", choices=["none", "reweight", "logit-adjust"], default="none",
+                   help="for imbalanced data: weigh each labeled image by its class's rarity (reweight) or add the "
+                        "labeled class prior's log to the logits in the loss (logit-adjust) (default: none)")
     g.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help="every round after the first continues from the last round's model; --no-warm-start "
                         "retrains each round from fresh weights, as the label-efficiency protocol does (default: on)")
@@ -238,7 +241,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, min_steps=args.min_steps,
         bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
-        device=args.device, precision=args.precision,
+        class_balance=args.class_balance, device=args.device, precision=args.precision,
         warm_start=args.warm_start, warm_epochs=args.warm_epochs, imbalance=args.imbalance, data_dir=args.data_dir,
         image_size=args.image_size,
         full_data=args.full_data,

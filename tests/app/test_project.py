@@ -223,3 +223,10 @@ def test_the_cli_offers_the_cold_starts_the_retrainer_takes() -> None:
     from alkit.app.retrain import APP_COLD_STARTS
 
     assert COLD_STARTS == APP_COLD_STARTS
+
+
+def test_the_cli_offers_the_engines_class_balances() -> None:
+    from alkit.app.cli import CLASS_BALANCES
+    from alkit.training import config
+
+    assert CLASS_BALANCES == config.CLASS_BALANCES

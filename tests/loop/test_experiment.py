@@ -269,5 +269,22 @@ def test_field_strategies_share_one_round_zero_model_and_two_settings_run_side_b
     assert "bald:samples=6:label=bald-6" in cfg
 
 
+def test_class_balance_reaches_training_and_the_run_fingerprint(small_npz: Path, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture) -> None:
+    from alkit.cli import main
+
+    args = ["run", "--dataset", "npz", "--data-dir", str(small_npz), "--strategies", "random", "--initial", "40",
+            "--rounds", "0", "--epochs", "2", "--min-steps", "0", "--batch-size", "32", "--full-data", "none",
+            "--no-report", "-q"]
+    assert main(args + ["--out", str(tmp_path / "plain")]) == 0
+    assert main(args + ["--out", str(tmp_path / "la"), "--class-balance", "logit-adjust"]) == 0
+    plain, adjusted = _csv(tmp_path / "plain" / "rounds.csv")[0], _csv(tmp_path / "la" / "rounds.csv")[0]
+    assert plain["train_loss"] != adjusted["train_loss"]  # 40 random labels of 10 classes are not balanced
+    assert "class_balance: logit-adjust" in (tmp_path / "la" / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(args + ["--out", str(tmp_path / "plain"), "--class-balance", "reweight"]) == 2
+    assert "differs in: train.class_balance" in capsys.readouterr().err
+
+
 def _queried(res: "alkit.api.RunResult", strategy: str, round_: int) -> list[int]:
     return sorted(next(r for r in res.rows if r["strategy"] == strategy and r["round"] == round_)["queried"].tolist())

@@ -11,7 +11,7 @@ from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.scoring_batch import CACHE_SHARE, cpu_scoring_batch, l3_cache_bytes, largest_activation_bytes
-from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, fit
+from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, class_balance_terms, fit
 
 CPU = torch.device("cpu")
 
@@ -43,7 +43,8 @@ def _fit(model, x, y, cfg, seed=0, indices=None):
 @pytest.mark.parametrize("field,value", [("epochs", 0), ("batch_size", 0), ("eval_batch_size", -1),
                                          ("min_steps", -1), ("lr", 0.0), ("weight_decay", -1.0),
                                          ("lr_schedule", "step"), ("init", "he"), ("precision", "fp8"),
-                                         ("device", "tpu"), ("warm_epochs", 0)])
+                                         ("device", "tpu"), ("warm_epochs", 0),
+                                         ("class_balance", "focal")])
 def test_config_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ConfigError, match=f"train.{field}"):
         TrainConfig(**{field: value}).validate()
@@ -128,6 +129,47 @@ def test_min_steps_adds_epochs_and_single_sample_batches_are_skipped():
 
 def test_default_rule_changes_nothing_on_large_labeled_sets():
     assert TrainConfig().step_floor() <= 10 * (3200 // 64)
+
+
+def test_class_balance_terms_follow_their_definitions():
+    labels = np.array([0] * 9 + [2] * 3)  # class 1 has no labels yet: counted as 1
+    counts = np.array([10.0, 1.0, 4.0])
+    weight, offset = class_balance_terms(labels, 3, "reweight")
+    assert offset is None and torch.allclose(weight, torch.tensor(15.0 / (3 * counts), dtype=torch.float32))
+    weight, offset = class_balance_terms(labels, 3, "logit-adjust")
+    assert weight is None and torch.allclose(offset, torch.tensor(np.log(counts / 15.0), dtype=torch.float32))
+    assert class_balance_terms(labels, 3, "none") == (None, None)
+    with pytest.raises(ValueError, match="labels up to 2 for a model with 2 outputs"):
+        class_balance_terms(labels, 2, "reweight")
+
+
+class _Prior(torch.nn.Module):
+    """Ignores the image and predicts learned class logits: trained by cross-entropy, its softmax is the
+    loss's optimal class prior."""
+
+    def __init__(self, classes: int) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(len(x), -1)
+
+
+@pytest.mark.parametrize("mode", ["none", "reweight", "logit-adjust"])
+def test_class_balanced_losses_train_a_prior_model_to_their_optimum(mode):
+    """Plain cross-entropy learns the labeled class frequencies; both balanced losses have their optimum at
+    frequencies proportional to n_c / (n_c + 1) (from their definitions: the weight, or the prior in the
+    logits, cancels n_c up to the added one), nearly uniform here although the labels are 80 / 15 / 5."""
+    n = np.array([160, 30, 10])
+    y = np.repeat(np.arange(3), n)
+    x = np.zeros((len(y), 4, 4, 1), np.uint8)
+    model = _Prior(3)
+    cfg = TrainConfig(epochs=1, batch_size=len(y), min_steps=300, lr=0.1, lr_schedule="constant",
+                      bn_recalibration=False, class_balance=mode)
+    _fit(model, x, y, cfg)
+    learned = torch.softmax(model.logits.detach(), 0).numpy()
+    expected = n / n.sum() if mode == "none" else (n / (n + 1)) / (n / (n + 1)).sum()
+    np.testing.assert_allclose(learned, expected, atol=0.002)
 
 
 def test_fit_trains_only_on_the_given_indices():

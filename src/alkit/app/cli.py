@@ -10,14 +10,16 @@ from typing import Any
 from alkit.errors import AlkitError, ConfigError
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
-                "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start"}
+                "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start",
+                "class_balance"}
 COLD_STARTS = ("random", "typiclust", "probcover")  # alkit.app.retrain.APP_COLD_STARTS, without importing torch
+CLASS_BALANCES = ("none", "reweight", "logit-adjust")  # alkit.training.config.CLASS_BALANCES, likewise
 # (type, smallest allowed value) of each option that is a number; None: no lower bound
 _NUMBERS: dict[str, tuple[type, float | None]] = {
     "retrain_every": (int, 1), "budget": (int, 1), "epochs": (int, 1), "port": (int, 1), "min_labels": (int, 2),
     "lease_seconds": (float, 1),
 }
-_STRINGS = ("db", "strategy", "host", "token", "import_csv", "cold_start")
+_STRINGS = ("db", "strategy", "host", "token", "import_csv", "cold_start", "class_balance")
 
 
 def _check_options(opts: dict[str, Any], where: str) -> None:
@@ -39,6 +41,9 @@ def _check_options(opts: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: import_folders = {opts['import_folders']!r} must be true or false")
     if opts.get("cold_start", "random") not in COLD_STARTS:
         raise ConfigError(f"{where}: cold_start = {opts['cold_start']!r} is unknown; choose {', '.join(COLD_STARTS)}")
+    if opts.get("class_balance", "none") not in CLASS_BALANCES:
+        raise ConfigError(f"{where}: class_balance = {opts['class_balance']!r} is unknown; choose "
+                          f"{', '.join(CLASS_BALANCES)}")
     if "strategy" in opts:
         from alkit.strategies import StrategySpec
 
@@ -70,6 +75,9 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--image-size", default=None, help="WxH the model sees (default: 32x32)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs per retrain, with the engine's "
                    "rule of at least 50 optimizer steps per epoch (default: 10)")
+    p.add_argument("--class-balance", choices=CLASS_BALANCES, default=None,
+                   help="for imbalanced folders: the engine's class-balanced loss, reweight or logit-adjust "
+                        "(default: none)")
     p.add_argument("--import-csv", help="import labels from a CSV with columns file,label")
     p.add_argument("--import-folders", action="store_true", help="images in ROOT/<class>/ take that class as a label")
     p.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; others require a token)")
@@ -156,7 +164,8 @@ def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
                           retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
                           cold_start=opts.get("cold_start", "random"),
-                          train=TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs))))
+                          train=TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs)),
+                                            class_balance=opts.get("class_balance", "none")))
     if retrainer.ready() and project.model_version() == 0:
         retrainer.request()
     app = create_app(project, retrainer, token=token, lease_seconds=float(opts.get("lease_seconds", 300)),

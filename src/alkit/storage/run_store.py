@@ -24,7 +24,8 @@ JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
 # Settings added after run folders already existed, with the value those folders were run with,
 # so that a folder made by an older alkit still resumes with its original settings.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot",
-                                                         "bn_recalibration": False, "scoring": "fp32"},
+                                                         "bn_recalibration": False, "scoring": "fp32",
+                                                         "class_balance": "none"},
                                                "loop": {"embedder": None}}
 
 ADDED_COLUMNS = {"scoring": "TEXT"}

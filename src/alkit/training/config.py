@@ -13,6 +13,7 @@ from alkit.validation import check_field_types
 
 LR_SCHEDULES = ("constant", "cosine")
 SCORINGS = ("auto", "fp32", "two-stage")
+CLASS_BALANCES = ("none", "reweight", "logit-adjust")
 STEPS_PER_EPOCH_FLOOR = 50
 WARM_EPOCHS_FRACTION = 0.3
 BN_RECALIBRATION_IMAGES = 10_000
@@ -50,6 +51,12 @@ class TrainConfig:
     ``bn_recalibration``: after training, re-estimate BatchNorm's running statistics on the labeled
     images (up to ``BN_RECALIBRATION_IMAGES``, an even stride through them), with dropout off, as
     evaluation sees them (:func:`alkit.training.batchnorm.recalibrate_batchnorm`).
+    ``class_balance``: how the loss treats classes that are rare among the labeled images, for
+    imbalanced data evaluated by macro figures. ``none``: plain cross-entropy. ``reweight``: each image
+    weighs n / (C x n_c) for its class c (scikit-learn's ``class_weight="balanced"``). ``logit-adjust``:
+    the loss adds log n_c / n to the logits (the logit-adjusted loss of Menon et al., 2021), so the
+    trained logits are those of a model for balanced classes. n_c counts the round's labeled images,
+    plus one, so a class not labeled yet stays finite (:func:`alkit.training.trainer.class_balance_terms`).
     """
 
     epochs: int = 10
@@ -67,6 +74,7 @@ class TrainConfig:
     init: str = "torch"
     bn_recalibration: bool = True
     scoring: str = "auto"
+    class_balance: str = "none"
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
@@ -82,6 +90,9 @@ class TrainConfig:
             raise ConfigError(f"train.lr: {self.lr} must be > 0")
         if self.scoring not in SCORINGS:
             raise ConfigError(f"train.scoring: '{self.scoring}' is unknown; choose {', '.join(SCORINGS)}")
+        if self.class_balance not in CLASS_BALANCES:
+            raise ConfigError(f"train.class_balance: '{self.class_balance}' is unknown; choose "
+                              f"{', '.join(CLASS_BALANCES)}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"train.lr_schedule: '{self.lr_schedule}' is unknown; choose {', '.join(LR_SCHEDULES)}")
         if self.init not in INIT_SCHEMES:

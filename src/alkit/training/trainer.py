@@ -131,14 +131,35 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
     return opt, None
 
 
+def class_balance_terms(labels: np.ndarray, num_classes: int, mode: str
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The loss's per-class weights and logit offsets under ``mode`` (``TrainConfig.class_balance``).
+
+    From the labeled images' ``labels``, counted with one added per class: ``reweight`` gives weights
+    n / (C x n_c) and no offsets, ``logit-adjust`` offsets log(n_c / n) and no weights, ``none`` neither.
+    """
+    if mode == "none":
+        return None, None
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64) + 1.0
+    if counts.size > num_classes:
+        raise ValueError(f"class labels up to {counts.size - 1} for a model with {num_classes} outputs")
+    if mode == "reweight":
+        return torch.tensor(counts.sum() / (num_classes * counts), dtype=torch.float32), None
+    if mode == "logit-adjust":
+        return None, torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
+    raise ValueError(f"unknown class_balance '{mode}'")
+
+
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg: TrainConfig,
         normalizer: Normalizer, device: torch.device, precision: str,
         batch_rng: np.random.Generator, torch_gen: torch.Generator) -> float:
     """Train ``model`` in place with Adam on ``x[indices]``; return the last epoch's mean loss."""
     model.to(device).train()
     set_dropout_generator(model, torch_gen)
-    loss_fn = nn.CrossEntropyLoss()
     labels = torch.as_tensor(y, dtype=torch.long)
+    weight: torch.Tensor | None = None
+    offset: torch.Tensor | None = None
+    terms_ready = cfg.class_balance == "none"
     last = float("nan")
     epochs = training_epochs(len(indices), cfg)
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch(len(indices), cfg.batch_size))
@@ -150,7 +171,13 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
                 if cfg.augment:
                     xb = augment_batch(xb, torch_gen)
                 with autocast(device, precision):
-                    loss = loss_fn(model(xb).float(), yb)
+                    logits = model(xb).float()
+                    if not terms_ready:  # the class count is the model's output width, known at its first batch
+                        weight, offset = (None if t is None else t.to(device) for t in
+                                          class_balance_terms(y[indices], logits.shape[1], cfg.class_balance))
+                        terms_ready = True
+                    loss = nn.functional.cross_entropy(logits if offset is None else logits + offset, yb,
+                                                       weight=weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

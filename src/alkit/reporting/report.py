@@ -24,8 +24,8 @@ COLUMNS = [("strategy", "strategy"), ("n_labeled", "labels"), ("seeds", "seeds")
 
 
 WARM_START_CAVEAT = ("Rounds after the first continued from the previous round's model (warm start, the default). "
-                     "Random sampling measured about half an F1 point lower that way than retrained from scratch, so "
-                     "these differences vs random run larger than in the papers' protocol; rerun with --no-warm-start "
+                     "Random sampling measured lower that way than retrained from scratch, so these differences vs "
+                     "random can run larger than in the papers' protocol; rerun with --no-warm-start "
                      "to compare strategies that way (BENCHMARKS.md, label-efficiency-bench-fashion-mnist-warm).")
 
 

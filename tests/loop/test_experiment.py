@@ -269,6 +269,17 @@ def test_field_strategies_share_one_round_zero_model_and_two_settings_run_side_b
     assert "bald:samples=6:label=bald-6" in cfg
 
 
+def test_switch_runs_its_first_strategy_then_its_second_and_computes_only_what_each_needs(small_npz: Path,
+                                                                                          tmp_path: Path) -> None:
+    res = alkit.run("npz", ["random", "switch:first=random:then=margin:at=70"], seeds=[0], data_dir=str(small_npz),
+                    out=tmp_path / "s", **FAST)
+    rows = {(r["strategy"], r["round"]): r for r in res.rows}
+    switch = "switch:at=70:first=random:then=margin"  # the label lists parameters in name order
+    assert _queried(res, switch, 0) == _queried(res, "random", 0)  # 40 labels: random, from the same generator
+    assert rows[(switch, 0)]["score_seconds"] == 0 and rows[(switch, 1)]["score_seconds"] > 0  # 70: margin scores
+    assert rows[(switch, 1)]["scoring"] != "" and _queried(res, switch, 1) != _queried(res, "random", 1)
+
+
 def test_class_balance_reaches_training_and_the_run_fingerprint(small_npz: Path, tmp_path: Path,
                                                               capsys: pytest.CaptureFixture) -> None:
     from alkit.cli import main

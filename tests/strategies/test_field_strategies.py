@@ -197,7 +197,7 @@ def test_typiclust_strategy_reads_the_model_embeddings_of_both_sets() -> None:
 # -- every strategy: reproducible, candidates only, k edges -----------------------------------------------
 ALL = ["random", "least-confidence", "margin", "entropy", "bald:samples=8", "batchbald:samples=8:num_configs=64",
        "coreset", "badge", "typiclust", "class-balanced:base=margin", "class-balanced:base=badge:mode=rarest",
-       "subsample:base=entropy:size=10"]
+       "subsample:base=entropy:size=10", "switch", "switch:first=badge:then=entropy:at=3"]
 
 
 @pytest.mark.parametrize("spec", ALL)
@@ -246,6 +246,23 @@ def test_subsample_chooses_inside_a_reproducible_subsample() -> None:
     chosen = get_strategy("subsample", base="margin", size=10).query(_context(rng_seed=9), 4)
     again = get_strategy("subsample", base="margin", size=10).query(_context(rng_seed=9), 4)
     assert chosen.tolist() == again.tolist() and len(chosen) == 4
+
+
+def test_switch_queries_with_first_below_its_label_count_then_with_then() -> None:
+    switch = StrategySpec.parse("switch:first=typiclust:then=margin:at=6").build()
+    ctx = _context(n_labeled=5)
+    assert switch.requires == {"logits", "embeddings"} and switch.needs(ctx) == {"embeddings"}
+    assert switch.query(_context(n_labeled=5), 7).tolist() == get_strategy("typiclust").query(ctx, 7).tolist()
+    ctx = _context(n_labeled=6)
+    assert switch.needs(ctx) == {"logits"}
+    assert switch.query(_context(n_labeled=6), 7).tolist() == get_strategy("margin").query(ctx, 7).tolist()
+    wrapped = StrategySpec.parse("class-balanced:base=switch").build()
+    assert wrapped.needs(_context(n_labeled=5)) == {"embeddings", "logits"}
+    assert StrategySpec.parse("subsample:base=switch").build().needs(_context(n_labeled=5)) == {"embeddings"}
+    for bad, message in [("switch:at=-1", "at=-1 must be a number of labels"),
+                         ("switch:then=nope", "strategy 'nope' is unknown"), ("switch:first=7", "first=7 must name")]:
+        with pytest.raises(StrategyError, match=message):
+            StrategySpec.parse(bad).build().check()
 
 
 # -- specs --------------------------------------------------------------------------------------------------

@@ -256,7 +256,7 @@ class UnitRunner:
                     computed = trained.outputs.seconds
                     if outputs is not None:
                         say(desc, "score")
-                        outputs.prefetch(candidates, strategy.requires)
+                        outputs.prefetch(candidates, strategy.needs(ctx))
                     say(desc, "select")
                     t0, before = time.perf_counter(), trained.outputs.seconds
                     logged = len(trained.outputs.scoring_log)

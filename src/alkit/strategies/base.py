@@ -41,6 +41,10 @@ class QueryStrategy(ABC):
     def check(self) -> None:
         """Raise :class:`StrategyError` for bad parameters; called when a run is configured, before any work."""
 
+    def needs(self, ctx: QueryContext) -> frozenset[str]:
+        """The outputs this query will read: ``requires``, or less for a strategy whose needs change by round."""
+        return self.requires
+
     def check_query(self, ctx: QueryContext, k: int) -> None:
         """Refuse a bad query size, candidates that are not a 1-D index array, or bad parameters (``check``,
         again here for strategies built directly rather than from a spec). Every ``query`` starts with it."""

@@ -1,4 +1,5 @@
-"""Wrappers that compose with any strategy: class-balanced selection and random candidate subsampling.
+"""Wrappers that compose with any strategy: class-balanced selection, random candidate subsampling, and a
+switch from one strategy to another at a number of labels.
 
 ``base`` is a strategy spec string (``margin``, or ``bald:samples=10`` in a config file).
 """
@@ -11,6 +12,7 @@ import numpy as np
 from alkit.errors import StrategyError
 from alkit.strategies.base import QueryStrategy, register_strategy
 from alkit.strategies.context import LOGITS, QueryContext
+from alkit.strategies.spec import StrategySpec
 
 BALANCE_MODES = ("predicted", "rarest")
 
@@ -39,20 +41,25 @@ def balanced_pick(ranked_classes: np.ndarray, quota: np.ndarray, k: int) -> np.n
     return np.flatnonzero(take)[:k]
 
 
+def _build(wrapper: str, param: str, spec: object) -> QueryStrategy:
+    if not isinstance(spec, str) or not spec:
+        raise StrategyError(f"{wrapper}: {param}={spec!r} must name a strategy, e.g. {param}=margin")
+    return StrategySpec.parse(spec).build()
+
+
 class _Wrapper(QueryStrategy):
     base: str
 
     @cached_property
     def inner(self) -> QueryStrategy:
-        from alkit.strategies.spec import StrategySpec
-
-        if not isinstance(self.base, str) or not self.base:
-            raise StrategyError(f"{self.name}: base={self.base!r} must name a strategy, e.g. base=margin")
-        return StrategySpec.parse(self.base).build()
+        return _build(self.name, "base", self.base)
 
     @property
     def requires(self) -> frozenset[str]:  # type: ignore[override]
         return self.inner.requires
+
+    def needs(self, ctx: QueryContext) -> frozenset[str]:
+        return self.inner.needs(ctx)
 
 
 @register_strategy
@@ -75,6 +82,9 @@ class ClassBalanced(_Wrapper):
     @property
     def requires(self) -> frozenset[str]:  # type: ignore[override]
         return self.inner.requires | {LOGITS}
+
+    def needs(self, ctx: QueryContext) -> frozenset[str]:
+        return self.inner.needs(ctx) | {LOGITS}
 
     def check(self) -> None:
         self.inner.check()
@@ -122,3 +132,46 @@ class Subsample(_Wrapper):
         if self.size >= n:
             return self.inner.query(ctx, k)
         return self.inner.query(ctx.subset(np.sort(ctx.rng.choice(n, size=self.size, replace=False))), k)
+
+
+@register_strategy
+class Switch(QueryStrategy):
+    """Queries with ``first`` while fewer than ``at`` images are labeled, then with ``then``.
+
+    At a few dozen labels the model's uncertainty is not informative yet, and typical, diverse picks do
+    better; uncertainty takes over once the model is trained on enough labels. The default is TypiClust,
+    then margin (TCM, Doucet et al. 2023). It declares what either phase reads, but each round computes
+    only what its phase needs (:meth:`needs`). Not a ranking: the labeling app takes a batch of it.
+    """
+
+    name = "switch"
+
+    def __init__(self, first: str = "typiclust", then: str = "margin", at: int = 200) -> None:
+        self.first = first
+        self.then = then
+        self.at = at
+
+    @cached_property
+    def phases(self) -> tuple[QueryStrategy, QueryStrategy]:
+        return _build(self.name, "first", self.first), _build(self.name, "then", self.then)
+
+    @property
+    def requires(self) -> frozenset[str]:  # type: ignore[override]
+        return self.phases[0].requires | self.phases[1].requires
+
+    def check(self) -> None:
+        for phase in self.phases:
+            phase.check()
+        if not isinstance(self.at, int) or isinstance(self.at, bool) or self.at < 0:
+            raise StrategyError(f"switch: at={self.at!r} must be a number of labels, an integer >= 0")
+
+    def active(self, ctx: QueryContext) -> QueryStrategy:
+        """The phase for this query: ``first`` below ``at`` labeled images, else ``then``."""
+        return self.phases[0] if len(ctx.labeled) < self.at else self.phases[1]
+
+    def needs(self, ctx: QueryContext) -> frozenset[str]:
+        return self.active(ctx).needs(ctx)
+
+    def query(self, ctx: QueryContext, k: int) -> np.ndarray:
+        self.check_query(ctx, k)
+        return self.active(ctx).query(ctx, k)

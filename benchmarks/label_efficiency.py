@@ -15,9 +15,10 @@ folders and result (``...-warm``), to check that the strategies rank the same un
 
 The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to
 500 (``--schedule``, default ``20x9,100x3``: the loop's query schedule; a folder run to 200 with an
-older version grows into it), ``random`` and ``margin`` from the random initial set, and ``random`` from each label-free
-initial set (TypiClust and ProbCover on the default PCA embedder), all with the default training
-rule; plus the 200-label ``--epochs 2`` check. It summarises F1 per budget, AUBC and the seed-paired
+older version grows into it), ``random`` and ``margin`` from the random initial set, ``random`` from each label-free
+initial set (TypiClust and ProbCover on the default PCA embedder), and from the TypiClust set the strategy
+``switch:first=typiclust:then=margin:at=200`` (TCM: TypiClust on the model's embeddings to 200 labels, margin
+after), all with the default training rule; plus the 200-label ``--epochs 2`` check. It summarises F1 per budget, AUBC and the seed-paired
 differences against random sampling from a random initial set, and evaluates the issue's targets.
 
 The run folder (``--out``, default ``runs/bench-<dataset>``) resumes after an interruption, and
@@ -202,8 +203,10 @@ def _share_cell(share: float | None) -> str:
     return "–" if share is None else f"{share:.1%}"
 
 
+TCM = "switch:at=200:first=typiclust:then=margin"  # the label StrategySpec gives it
 LOW_BUDGET_ARMS = {"random": ("random", "random"), "margin": ("random", "margin"),
-                   "typiclust, then random": ("typiclust", "random"), "probcover, then random": ("probcover", "random")}
+                   "typiclust, then random": ("typiclust", "random"), "probcover, then random": ("probcover", "random"),
+                   "typiclust, then TCM": ("typiclust", TCM)}
 LABEL_FREE_WINDOW = (20, 100)
 
 

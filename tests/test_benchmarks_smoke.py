@@ -52,6 +52,7 @@ def test_low_budget_protocol_smoke(tmp_path: Path) -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.label_efficiency", "--protocol", "low-budget", "--out", str(tmp_path / "lb"))
     assert "| typiclust, then random | 1 |" in out and "| margin | 1 |" in out and "F1 @40" in out
+    assert "| typiclust, then TCM | 1 |" in out
     assert "Label-free initial sets, mean paired gain" in out and "The `--epochs 2` check" in out
     assert "schedule: 20x1" in (tmp_path / "lb" / "config.yaml").read_text()
 

@@ -173,10 +173,12 @@ def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
     return evaluate
 
 
-def low_budget(metric: str) -> Callable[..., Outcome]:
-    """Targets of the low-budget protocol (``benchmarks/label_efficiency.py --protocol low-budget``)."""
+def low_budget(metric: str, dataset: str = "fashion-mnist") -> Callable[..., Outcome]:
+    """Targets of the low-budget protocol (``benchmarks/label_efficiency.py --protocol low-budget``) on
+    ``dataset``, from its from-scratch run."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
         run = next((r for r in current if r["metrics"].get("low_budget", {}).get(metric)
+                    and dataset in r["metrics"].get("low_budget_curves", {})
                     and not r["metrics"].get("warm_start")), None)
         if not run:
             return NOT_MEASURED

@@ -85,6 +85,18 @@ def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
     assert "[scratch](#scratch)" in headline(runs) and "[warm](#warm)" not in headline(runs)
 
 
+def test_the_low_budget_targets_read_the_fashion_mnist_run_only() -> None:
+    from benchmarks.targets import low_budget
+
+    def run(key: str, dataset: str, figure: str) -> dict:
+        return {"key": key, "kind": "label_efficiency", "metrics": {
+            "low_budget": {"random_at_100": {"status": "missed", "figure": figure}},
+            "low_budget_curves": {dataset: {}}}}
+
+    current = [run("cifar", "cifar10", "0.2395 (3 seeds)"), run("fmnist", "fashion-mnist", "0.6879 (3 seeds)")]
+    assert low_budget("random_at_100")(current) == ("missed", "0.6879 (3 seeds)", ["fmnist"])
+
+
 def _end_to_end(arms: dict[str, dict]) -> dict:
     return {"key": "e2e", "kind": "end_to_end", "machine": {"isa": "avx2", "gpu": None, "cores": 2},
             "metrics": {"plain_wall_s": 1000.0, "seeds": [0, 1, 2], "arms": {

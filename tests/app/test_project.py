@@ -230,3 +230,17 @@ def test_the_cli_offers_the_engines_class_balances() -> None:
     from alkit.training import config
 
     assert CLASS_BALANCES == config.CLASS_BALANCES
+
+
+def test_the_apps_options_reach_the_engines_training_config(tmp_path: Path) -> None:
+    from alkit.app.cli import _options, train_config
+    from alkit.cli import build_parser
+
+    project = tmp_path / "project.toml"
+    project.write_text('class_balance = "reweight"\nepochs = 4\n')
+    args = build_parser().parse_args(["label", str(tmp_path), "--project", str(project)])
+    assert (train_config(_options(args)).class_balance, train_config(_options(args)).epochs) == ("reweight", 4)
+    args = build_parser().parse_args(["label", str(tmp_path), "--project", str(project), "--class-balance",
+                                      "logit-adjust"])
+    assert train_config(_options(args)).class_balance == "logit-adjust"  # the command line wins
+    assert train_config(_options(build_parser().parse_args(["label", str(tmp_path)]))).class_balance == "none"

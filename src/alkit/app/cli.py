@@ -5,9 +5,12 @@ import argparse
 import socket
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alkit.errors import AlkitError, ConfigError
+
+if TYPE_CHECKING:
+    from alkit.training.config import TrainConfig
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
                 "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start",
@@ -146,13 +149,20 @@ def run_label(args: argparse.Namespace) -> int:
     return serve(args.target, opts, quiet=args.quiet)
 
 
+def train_config(opts: dict[str, Any]) -> TrainConfig:
+    """The engine's training configuration for the project's options (``epochs``, ``class_balance``)."""
+    from alkit.training.config import TrainConfig
+
+    return TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs)),
+                       class_balance=opts.get("class_balance", "none")).validate()
+
+
 def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     import uvicorn
 
     from alkit.app.project import LabelProject
     from alkit.app.retrain import Retrainer
     from alkit.app.server import access_token, create_app
-    from alkit.training.config import TrainConfig
 
     project = LabelProject(root, opts.get("classes"), opts.get("db"))
     if opts.get("import_csv"):
@@ -164,8 +174,7 @@ def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:
     retrainer = Retrainer(project, strategy=opts.get("strategy", "margin"), image_size=opts["image_size"],
                           retrain_every=int(opts.get("retrain_every", 10)), min_labels=opts.get("min_labels"),
                           cold_start=opts.get("cold_start", "random"),
-                          train=TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs)),
-                                            class_balance=opts.get("class_balance", "none")))
+                          train=train_config(opts))
     if retrainer.ready() and project.model_version() == 0:
         retrainer.request()
     app = create_app(project, retrainer, token=token, lease_seconds=float(opts.get("lease_seconds", 300)),

@@ -15,11 +15,12 @@ folders and result (``...-warm``), to check that the strategies rank the same un
 
 The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to
 500 (``--schedule``, default ``20x9,100x3``: the loop's query schedule; a folder run to 200 with an
-older version grows into it), ``random`` and ``margin`` from the random initial set, ``random`` from each label-free
-initial set (TypiClust and ProbCover on the default PCA embedder), and from the TypiClust set the strategy
-``switch:first=typiclust:then=margin:at=200`` (TCM: TypiClust on the model's embeddings to 200 labels, margin
-after), all with the default training rule; plus the 200-label ``--epochs 2`` check. It summarises F1 per budget, AUBC and the seed-paired
-differences against random sampling from a random initial set, and evaluates the issue's targets.
+older version grows into it), ``random`` and ``margin`` from the random initial set, ``random`` from
+each label-free initial set (TypiClust and ProbCover on the default PCA embedder), and from the TypiClust
+set the strategy ``switch:first=typiclust:then=margin:at=200`` (TCM: TypiClust on the model's embeddings
+to 200 labels, margin after), all with the default training rule; plus the 200-label ``--epochs 2``
+check. It summarises F1 per budget, AUBC and the seed-paired differences against random sampling from
+a random initial set, and evaluates the issue's targets.
 
 The run folder (``--out``, default ``runs/bench-<dataset>``) resumes after an interruption, and
 the same command with a larger --max-labels, more seeds or strategies extends a finished run.
@@ -40,7 +41,8 @@ from alkit.loop.config import LoopConfig
 from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts
 from alkit.storage.run_store import RunStore
-from alkit.training.config import WARM_EPOCHS_FRACTION
+from alkit.strategies import StrategySpec
+from alkit.training.config import CLASS_BALANCES, WARM_EPOCHS_FRACTION
 from benchmarks.common import save_result, table
 from benchmarks.render import render_blocks
 
@@ -203,7 +205,7 @@ def _share_cell(share: float | None) -> str:
     return "–" if share is None else f"{share:.1%}"
 
 
-TCM = "switch:at=200:first=typiclust:then=margin"  # the label StrategySpec gives it
+TCM = StrategySpec.parse("switch:first=typiclust:then=margin:at=200").label
 LOW_BUDGET_ARMS = {"random": ("random", "random"), "margin": ("random", "margin"),
                    "typiclust, then random": ("typiclust", "random"), "probcover, then random": ("probcover", "random"),
                    "typiclust, then TCM": ("typiclust", TCM)}
@@ -343,7 +345,7 @@ def main() -> None:
     ap.add_argument("--init", default="torch", choices=INIT_SCHEMES,
                     help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
-    ap.add_argument("--class-balance", default="none", choices=["none", "reweight", "logit-adjust"],
+    ap.add_argument("--class-balance", default="none", choices=CLASS_BALANCES,
                     help="the loss's class balance for every strategy (alkit run --class-balance)")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)

@@ -225,11 +225,16 @@ def test_the_cli_offers_the_cold_starts_the_retrainer_takes() -> None:
     assert COLD_STARTS == APP_COLD_STARTS
 
 
-def test_the_cli_offers_the_engines_class_balances() -> None:
+def test_the_cli_offers_the_engines_class_balances(capsys: pytest.CaptureFixture) -> None:
     from alkit.app.cli import CLASS_BALANCES
+    from alkit.cli import build_parser
     from alkit.training import config
 
     assert CLASS_BALANCES == config.CLASS_BALANCES
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--class-balance", "focal"])
+    offered = ", ".join(f"'{c}'" for c in config.CLASS_BALANCES)
+    assert f"(choose from {offered})" in capsys.readouterr().err  # alkit run offers exactly the engine's
 
 
 def test_the_apps_options_reach_the_engines_training_config(tmp_path: Path) -> None:

@@ -139,7 +139,7 @@ def test_class_balance_terms_follow_their_definitions():
     weight, offset = class_balance_terms(labels, 3, "logit-adjust")
     assert weight is None and torch.allclose(offset, torch.tensor(np.log(counts / 15.0), dtype=torch.float32))
     assert class_balance_terms(labels, 3, "none") == (None, None)
-    with pytest.raises(ValueError, match="labels up to 2 for a model with 2 outputs"):
+    with pytest.raises(ConfigError, match="labels up to 2 for a model with 2 outputs"):
         class_balance_terms(labels, 2, "reweight")
 
 

@@ -14,9 +14,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from alkit.errors import ConfigError
 from alkit.models.seeded import set_dropout_generator
 from alkit.training.batchnorm import recalibrate_batchnorm
-from alkit.training.config import BN_RECALIBRATION_IMAGES, TrainConfig
+from alkit.training.config import BN_RECALIBRATION_IMAGES, CLASS_BALANCES, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -142,12 +143,13 @@ def class_balance_terms(labels: np.ndarray, num_classes: int, mode: str
         return None, None
     counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes).astype(np.float64) + 1.0
     if counts.size > num_classes:
-        raise ValueError(f"class labels up to {counts.size - 1} for a model with {num_classes} outputs")
+        raise ConfigError(f"train.class_balance: class labels up to {counts.size - 1} for a model with {num_classes} "
+                          "outputs; give a model with one output per class")
     if mode == "reweight":
         return torch.tensor(counts.sum() / (num_classes * counts), dtype=torch.float32), None
     if mode == "logit-adjust":
         return None, torch.tensor(np.log(counts / counts.sum()), dtype=torch.float32)
-    raise ValueError(f"unknown class_balance '{mode}'")
+    raise ConfigError(f"train.class_balance: '{mode}' is unknown; choose {', '.join(CLASS_BALANCES)}")
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg: TrainConfig,
@@ -157,9 +159,7 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     model.to(device).train()
     set_dropout_generator(model, torch_gen)
     labels = torch.as_tensor(y, dtype=torch.long)
-    weight: torch.Tensor | None = None
-    offset: torch.Tensor | None = None
-    terms_ready = cfg.class_balance == "none"
+    terms: tuple[torch.Tensor | None, ...] | None = None  # the loss's (weight, offset), set at the first batch
     last = float("nan")
     epochs = training_epochs(len(indices), cfg)
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch(len(indices), cfg.batch_size))
@@ -172,10 +172,10 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
                     xb = augment_batch(xb, torch_gen)
                 with autocast(device, precision):
                     logits = model(xb).float()
-                    if not terms_ready:  # the class count is the model's output width, known at its first batch
-                        weight, offset = (None if t is None else t.to(device) for t in
-                                          class_balance_terms(y[indices], logits.shape[1], cfg.class_balance))
-                        terms_ready = True
+                    if terms is None:  # the class count is the model's output width
+                        terms = tuple(None if t is None else t.to(device) for t in
+                                      class_balance_terms(y[indices], logits.shape[1], cfg.class_balance))
+                    weight, offset = terms
                     loss = nn.functional.cross_entropy(logits if offset is None else logits + offset, yb,
                                                        weight=weight)
                 opt.zero_grad(set_to_none=True)

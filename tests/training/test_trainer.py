@@ -10,8 +10,7 @@ from alkit.models.reference_cnn import ReferenceCNN
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
-from alkit.training.scoring_batch import (CACHE_SHARE, CHANNELS_LAST_CACHE_SHARE, cpu_scoring_batch, l3_cache_bytes,
-                                         largest_activation_bytes)
+from alkit.training.scoring_batch import CACHE_SHARE, cpu_scoring_batch, l3_cache_bytes, largest_activation_bytes
 from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, class_balance_terms, fit
 
 CPU = torch.device("cpu")
@@ -253,10 +252,6 @@ def test_cpu_scoring_batch_fits_the_largest_activation_in_the_cache(tmp_path):
     for batch, precision in ((fp32, 4), (bf16, 2)):
         assert batch % 32 == 0 and batch * 32 * 26 * 26 * precision <= CACHE_SHARE * l3
         assert (batch + 32) * 32 * 26 * 26 * precision > CACHE_SHARE * l3
-    nhwc = cpu_scoring_batch(fashion, (28, 28, 1), "bf16", l3, channels_last=True)
-    assert nhwc == 192 and nhwc * 32 * 26 * 26 * 2 <= CHANNELS_LAST_CACHE_SHARE * l3
-    assert TrainConfig().eval_batch_for(CPU, fashion, (28, 28, 1), "bf16", channels_last=True) == \
-        cpu_scoring_batch(fashion, (28, 28, 1), "bf16", channels_last=True)
     assert cpu_scoring_batch(fashion, (28, 28, 1), "fp32", 2**20) == 32  # never below the floor
     assert cpu_scoring_batch(nn_linear(), (4, 4, 1), "fp32", l3) == 1024  # nor above the ceiling
     for text, size in (("32768K", 32 * 2**20), ("8M", 8 * 2**20), ("1048576", 2**20), ("junk", None)):

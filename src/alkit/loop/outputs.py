@@ -20,8 +20,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                   seed: int, round_: int, cheap_precision: str | None = None,
                   cheap_batch_size: int | None = None) -> ModelOutputs:
     """Outputs of ``model`` on rows of ``x``, computed on first use; with ``cheap_precision`` (``bf16``) a
-    cheap logits pass for two-stage scoring as well, in batches of ``cheap_batch_size`` (default ``batch_size``),
-    channels-last where :func:`cheap_pass_channels_last` says so."""
+    cheap logits pass for two-stage scoring as well, in batches of ``cheap_batch_size`` (default ``batch_size``)."""
 
     def forward(idx: np.ndarray, embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return predict_outputs(model, x, idx, normalizer, device, "fp32", batch_size, embeddings)
@@ -45,6 +44,5 @@ def round_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
     and two-stage's cheap pass, at its own batch, where ``train.scoring`` gives one on ``device``."""
     cheap = train.cheap_scoring_precision(device)
     batch = batch_size or train.eval_batch_for(device, model, image_shape)
-    cheap_batch = (train.eval_batch_for(device, model, image_shape, cheap, cheap_pass_channels_last(device))
-                   if cheap else None)
-    return model_outputs(model, x, normalizer, device, batch, seed, round_, cheap, cheap_batch)
+    return model_outputs(model, x, normalizer, device, batch, seed, round_, cheap,
+                         train.eval_batch_for(device, model, image_shape, cheap) if cheap else None)

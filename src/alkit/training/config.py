@@ -126,12 +126,11 @@ class TrainConfig:
         return None
 
     def eval_batch_for(self, device: torch.device, model: torch.nn.Module | None = None,
-                       image_shape: tuple[int, int, int] | None = None, precision: str = "fp32",
-                       channels_last: bool = False) -> int:
+                       image_shape: tuple[int, int, int] | None = None, precision: str = "fp32") -> int:
         """The scoring batch: ``eval_batch_size`` if set; else 1024 on a GPU, where the larger batch measured
         faster with identical selections (BENCHMARKS.md, ``scoring-cuda``); on a CPU, the cache-sized batch of
         :func:`alkit.training.scoring_batch.cpu_scoring_batch` for ``model`` on ``image_shape`` images at
-        ``precision`` in the given layout, or 128 without them."""
+        ``precision``, or 128 without them."""
         if self.eval_batch_size:
             return self.eval_batch_size
         if device.type == "cuda":
@@ -140,4 +139,4 @@ class TrainConfig:
             return 128
         from alkit.training.scoring_batch import cpu_scoring_batch
 
-        return cpu_scoring_batch(model, image_shape, precision, channels_last=channels_last)
+        return cpu_scoring_batch(model, image_shape, precision)

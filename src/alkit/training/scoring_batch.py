@@ -3,9 +3,7 @@
 Inference on a CPU slows down sharply once a batch's largest activation no longer fits in the cache, and
 the cliff came at the same activation bytes in fp32 and in bf16 (BENCHMARKS.md, ``scoring-*``, the batch sweep). So the
 batch is the largest multiple of 32 whose largest activation takes at most ``CACHE_SHARE`` of the L3,
-measured per model, image shape and precision. In the channels-last layout (two-stage scoring's cheap pass)
-the cliff came at a smaller batch, about a third of the L3 (BENCHMARKS.md, ``scoring-cpu-avx512-bf16``), so that
-layout takes ``CHANNELS_LAST_CACHE_SHARE``.
+measured per model, image shape and precision.
 """
 from __future__ import annotations
 
@@ -15,7 +13,6 @@ import torch
 from torch import nn
 
 CACHE_SHARE = 0.4
-CHANNELS_LAST_CACHE_SHARE = 0.25
 UNKNOWN_L3_BYTES = 16 * 2**20
 BATCH_RANGE = (32, 1024)
 _L3_PATH = Path("/sys/devices/system/cpu/cpu0/cache/index3/size")
@@ -59,12 +56,10 @@ def largest_activation_bytes(model: nn.Module, image_shape: tuple[int, int, int]
 
 
 def cpu_scoring_batch(model: nn.Module, image_shape: tuple[int, int, int], precision: str,
-                      l3_bytes: int | None = None, channels_last: bool = False) -> int:
+                      l3_bytes: int | None = None) -> int:
     """The scoring batch for ``model`` on this CPU: the largest activation fills at most ``CACHE_SHARE`` of the
-    L3 (``CHANNELS_LAST_CACHE_SHARE`` for a channels-last pass; ``l3_bytes`` is read from sysfs when not given,
-    ``UNKNOWN_L3_BYTES`` where unknown)."""
+    L3 (``l3_bytes``, read from sysfs when not given; ``UNKNOWN_L3_BYTES`` where unknown)."""
     cache = l3_bytes if l3_bytes is not None else (l3_cache_bytes() or UNKNOWN_L3_BYTES)
     per_image = max(1, largest_activation_bytes(model, image_shape, precision))
-    share = CHANNELS_LAST_CACHE_SHARE if channels_last else CACHE_SHARE
-    batch = int(share * cache // per_image) // 32 * 32
+    batch = int(CACHE_SHARE * cache // per_image) // 32 * 32
     return max(BATCH_RANGE[0], min(BATCH_RANGE[1], batch))

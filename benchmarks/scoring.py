@@ -30,7 +30,7 @@ from alkit.loop.outputs import round_outputs
 from alkit.strategies import PoolPrediction, entropy_scores, get_strategy, margin_scores, top_k
 from alkit.strategies.two_stage import TwoStageRecord, two_stage_scores
 from alkit.training.config import TrainConfig
-from alkit.training.inference import cheap_pass_channels_last, predict_outputs
+from alkit.training.inference import predict_logits
 from alkit.training.scoring_batch import CACHE_SHARE, l3_cache_bytes
 from alkit.training.trainer import Normalizer, fit
 from benchmarks.common import best_of, device_key, markdown_blocks, save_result
@@ -117,7 +117,6 @@ def two_stage_rows(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, dev:
     return {"table": table, "metrics": metrics}
 
 
-LAYOUTS = {False: "contiguous", True: "channels-last"}
 SWEEP_BATCHES = (64, 128, 192, 256, 384, 512, 1024)
 SWEEP_IMAGES = 10_000
 SWEEP_TURNS = 4
@@ -170,11 +169,9 @@ def main() -> None:
     default_batch = TrainConfig().eval_batch_for(dev, model, ds.image_shape)
     bf16_batch = TrainConfig().eval_batch_for(dev, model, ds.image_shape, "bf16")
     bf16_pool = max(args.pool // 10, 500) if on_cpu and not cpu_has_native_bf16() else args.pool
-    cheap_nhwc = cheap_pass_channels_last(dev)
 
-    def predict(net: torch.nn.Module, batch: int, precision: str = "fp32", n: int = args.pool,
-                nhwc: bool = False) -> np.ndarray:
-        return predict_outputs(net, x[:n], None, norm, dev, precision, batch, nhwc=nhwc)[0]
+    def predict(net: torch.nn.Module, batch: int, precision: str = "fp32", n: int = args.pool) -> np.ndarray:
+        return predict_logits(net, x[:n], None, norm, dev, precision, batch)
 
     def prepare(make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
         t0 = time.perf_counter()
@@ -201,10 +198,8 @@ def main() -> None:
         "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
         "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),
         "torch.compile (inductor), batch 256": (lambda: predict(compiled, 256), args.pool),
-        f"alkit predict_logits, bf16 autocast, batch {bf16_batch}, {LAYOUTS[not cheap_nhwc]}": (
-            lambda: predict(model, bf16_batch, "bf16", bf16_pool, not cheap_nhwc), bf16_pool),
-        f"alkit predict_logits, bf16 autocast, batch {bf16_batch}, {LAYOUTS[cheap_nhwc]} (two-stage's cheap pass)": (
-            lambda: predict(model, bf16_batch, "bf16", bf16_pool, cheap_nhwc), bf16_pool),
+        f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)": (
+            lambda: predict(model, bf16_batch, "bf16", bf16_pool), bf16_pool),
     }
     quantize_seconds = None
     if on_cpu:
@@ -228,8 +223,7 @@ def main() -> None:
     model.to(dev)
     staged = two_stage_rows(model, x, norm, dev, k, ref, args.repeats, args.pool / base_rate + select_seconds,
                             ds.image_shape)
-    sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n,
-                                                                        precision == "bf16" and cheap_nhwc),
+    sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n),
                                     lambda n: baseline_logits(model, x[:n], norm, 128, dev), bf16_pool == args.pool,
                                     {"fp32": default_batch, "bf16": bf16_batch},
                                     n=min(SWEEP_IMAGES, args.pool), turns=1 if args.smoke else SWEEP_TURNS)
@@ -262,7 +256,7 @@ One-off preparation per trained model: TorchScript freezing {freeze_seconds:.1f}
 {compile_seconds:.1f} s (first call, including compilation).
 
 Two-stage selection (`--scoring two-stage`, {"the default on this device" if TrainConfig().cheap_scoring_precision(dev)
-else "not the default here: this CPU emulates bf16"}): a bf16 pass over the pool ({LAYOUTS[cheap_nhwc]}), the shortlist that can reach the top
+else "not the default here: this CPU emulates bf16"}): a bf16 pass over the pool, the shortlist that can reach the top
 {k:,} rescored in fp32, and the top {k:,} taken on fp32 scores; timed from the trained model to the selection,
 against the baseline loop's logits plus its selection. "Identical" compares the selected images with the
 baseline's.
@@ -272,17 +266,15 @@ baseline's.
 Scoring batch per precision: alkit's `predict_logits` on the first {min(SWEEP_IMAGES, args.pool):,} images, speed
 relative to the baseline loop, each setting's fastest of {SWEEP_TURNS} interleaved turns. On a CPU alkit sizes the
 batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of the L3 cache
-({(l3_cache_bytes() or 0) / 2**20:.0f} MiB here): {default_batch} in fp32 and {bf16_batch} in bf16 (marked *). fp32 runs
-contiguous; bf16 in the cheap pass's layout ({LAYOUTS[cheap_nhwc]}).
+({(l3_cache_bytes() or 0) / 2**20:.0f} MiB here): {default_batch} in fp32 and {bf16_batch} in bf16 (marked *).
 
 {chr(10).join(sweep)}
 """
     print(body)
     exact = {name: overlap(name, "margin") == "100.0%" and overlap(name, "entropy") == "100.0%" for name, _ in rows}
     default = next(name for name, _ in rows if "(default path" in name)
-    metrics = {"device": dev.type, "cheap_pass_layout": LAYOUTS[cheap_nhwc],
-               "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
-                                "exact": exact[default]},
+    metrics = {"device": dev.type, "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
+                                                    "exact": exact[default]},
                "fastest_exact": max(rate / base_rate for name, rate in rows if exact[name]),
                "two_stage": staged["metrics"],
                "batch_sweep": {"chosen": {"fp32": default_batch, "bf16": bf16_batch}, "speed": sweep_data}}

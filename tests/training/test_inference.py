@@ -10,7 +10,7 @@ from alkit.errors import StrategyError
 from alkit.loop.outputs import model_outputs
 from alkit.models import ReferenceCNN
 from alkit.models.seeded import init_weights
-from alkit.training.inference import channels_last, mc_dropout_logits, predict_logits, predict_outputs
+from alkit.training.inference import mc_dropout_logits, predict_logits, predict_outputs
 from alkit.training.trainer import Normalizer
 
 CPU = torch.device("cpu")
@@ -37,23 +37,6 @@ def test_embeddings_are_the_last_linear_layers_input() -> None:
     assert emb.shape == (3, 512)
     np.testing.assert_allclose(logits, predict_logits(model, x, np.array([3, 1, 7]), NORM, CPU, "fp32"), atol=1e-5)
     assert not model.classifier[-1]._forward_hooks  # the hook is removed
-
-
-def test_a_channels_last_pass_gives_the_same_logits_and_leaves_the_model_as_it_was() -> None:
-    model, x = _cnn(), _images(40)
-    tensors = {name: (t.data_ptr(), t.stride(), t.clone()) for name, t in model.state_dict().items()}
-    plain = predict_logits(model, x, None, NORM, CPU, "fp32", batch_size=16)
-    nhwc = predict_outputs(model, x, None, NORM, CPU, "fp32", batch_size=16, nhwc=True)[0]
-    np.testing.assert_allclose(nhwc, plain, rtol=1e-4, atol=1e-4)
-    bf16 = predict_outputs(model, x, None, NORM, CPU, "bf16", batch_size=16, nhwc=True)[0]
-    np.testing.assert_allclose(bf16, plain, atol=0.1 * float(np.abs(plain).max()))
-    for name, t in model.state_dict().items():
-        assert (t.data_ptr(), t.stride()) == tensors[name][:2], name
-        assert torch.equal(t, tensors[name][2]), name
-    conv = model.features[3].weight
-    with channels_last(model):
-        assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
-    assert conv.is_contiguous()
 
 
 class TwoPart(nn.Module):

@@ -12,7 +12,7 @@ from torch import nn
 from alkit.loop.seeding import derive_seed, torch_generator
 from alkit.strategies import ModelOutputs
 from alkit.training.config import TrainConfig
-from alkit.training.inference import cheap_pass_channels_last, mc_dropout_logits, predict_outputs
+from alkit.training.inference import mc_dropout_logits, predict_outputs
 from alkit.training.trainer import Normalizer
 
 
@@ -31,8 +31,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                                  batch_size)
 
     def cheap(idx: np.ndarray) -> np.ndarray:
-        return predict_outputs(model, x, idx, normalizer, device, cheap_precision, cheap_batch_size or batch_size,
-                               nhwc=cheap_pass_channels_last(device))[0]
+        return predict_outputs(model, x, idx, normalizer, device, cheap_precision, cheap_batch_size or batch_size)[0]
 
     return ModelOutputs(forward, mc, cheap if cheap_precision else None)
 

@@ -70,54 +70,29 @@ def _batches(n: int, indices: np.ndarray | None, batch_size: int) -> Iterator[tu
         yield start, (slice(start, start + batch_size) if indices is None else indices[start:start + batch_size])
 
 
-@contextlib.contextmanager
-def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """The model's 4-D weights in the channels-last layout for the duration, then its own tensors back.
-
-    Only the layout changes, never a value, and the original tensors are restored, so training and the fp32
-    passes after it see the model exactly as it was."""
-    moved = [(t, t.data) for t in (*model.parameters(), *model.buffers())
-             if enabled and t.dim() == 4 and not t.is_contiguous(memory_format=torch.channels_last)]
-    for t, data in moved:
-        t.data = data.contiguous(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for t, data in moved:
-            t.data = data
-
-
-def cheap_pass_channels_last(device: torch.device) -> bool:
-    """Whether two-stage scoring's cheap bf16 pass runs channels-last on ``device``: on a CPU, where oneDNN's
-    bf16 convolutions measured faster that way (BENCHMARKS.md, ``scoring-cpu-*``); not on a GPU, where it was
-    not measured at alkit's scoring batch."""
-    return device.type == "cpu"
-
-
 @torch.inference_mode()
 def predict_outputs(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, normalizer: Normalizer,
                     device: torch.device, precision: str = "fp32", batch_size: int = 256,
-                    embeddings: bool = False, nhwc: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                    embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (float32, N x C) of ``x[indices]`` in eval mode, and with ``embeddings`` their N x D embeddings,
-    from the same forward pass. ``nhwc`` runs the pass in the channels-last layout (model and batches)."""
+    from the same forward pass."""
     model.to(device).eval()
     n = len(x) if indices is None else len(indices)
     run = _Embedder(model, embeddings)
     logits_out: np.ndarray | None = None
     emb_out: np.ndarray | None = None
     try:
-        with channels_last(model, nhwc):
-            for start, sel in _batches(n, indices, batch_size):
-                xb = normalizer(x[sel], device, channels_last=nhwc)
-                with autocast(device, precision), reproducible_kernels(device):
-                    logits, z = run(xb)
-                if logits_out is None:
-                    logits_out = np.empty((n, logits.shape[1]), dtype=np.float32)
-                logits_out[start:start + len(logits)] = logits.cpu().numpy()
-                if z is not None:
-                    if emb_out is None:
-                        emb_out = np.empty((n, z.shape[1]), dtype=np.float32)
-                    emb_out[start:start + len(z)] = z.cpu().numpy()
+        for start, sel in _batches(n, indices, batch_size):
+            xb = normalizer(x[sel], device)
+            with autocast(device, precision), reproducible_kernels(device):
+                logits, z = run(xb)
+            if logits_out is None:
+                logits_out = np.empty((n, logits.shape[1]), dtype=np.float32)
+            logits_out[start:start + len(logits)] = logits.cpu().numpy()
+            if z is not None:
+                if emb_out is None:
+                    emb_out = np.empty((n, z.shape[1]), dtype=np.float32)
+                emb_out[start:start + len(z)] = z.cpu().numpy()
     finally:
         run.close()
     if logits_out is None:

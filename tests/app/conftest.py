@@ -74,6 +74,21 @@ class Server:
         self.log.close()
 
 
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a module's tests that only read, or make requests that must be refused: on a folder that
+    also holds a symlink out of it (``escape.png``) and a file that is not an image (``notes.txt``)."""
+    base = tmp_path_factory.mktemp("shared")
+    root, _ = write_photos(base / "photos")
+    secret = base / "secret.png"
+    secret.write_bytes((root / "img_0001.png").read_bytes())
+    (root / "escape.png").symlink_to(secret)
+    (root / "notes.txt").write_text("not an image")
+    s = Server(root).start()
+    yield s
+    s.kill()
+
+
 @pytest.fixture
 def server_factory() -> Iterator:
     started: list[Server] = []

@@ -11,12 +11,14 @@ folders and result (``...-warm``), to check that the strategies rank the same un
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --epochs 20 --augment
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
     python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
+    python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4 --schedule 20x4 \
+        --arms random,typiclust,probcover,tcm --tag window      # the 20-100 window only
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 
 The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to
 500 (``--schedule``, default ``20x9,100x3``: the loop's query schedule; a folder run to 200 with an
 older version grows into it), ``random`` and ``margin`` from the random initial set, ``random`` from
-each label-free initial set (TypiClust and ProbCover on the default PCA embedder), and from the TypiClust
+each label-free initial set (TypiClust and ProbCover on the default embedder), and from the TypiClust
 set the strategy ``switch:first=typiclust:then=margin:at=200`` (TCM: TypiClust on the model's embeddings
 to 200 labels, margin after), all with the default training rule; plus the 200-label ``--epochs 2``
 check. It summarises F1 per budget, AUBC and the seed-paired differences against random sampling from
@@ -209,6 +211,8 @@ TCM = StrategySpec.parse("switch:first=typiclust:then=margin:at=200").label
 LOW_BUDGET_ARMS = {"random": ("random", "random"), "margin": ("random", "margin"),
                    "typiclust, then random": ("typiclust", "random"), "probcover, then random": ("probcover", "random"),
                    "typiclust, then TCM": ("typiclust", TCM)}
+ARM_NAMES = {"random": "random", "margin": "margin", "typiclust": "typiclust, then random",
+             "probcover": "probcover, then random", "tcm": "typiclust, then TCM"}  # --arms
 LABEL_FREE_WINDOW = (20, 100)
 
 
@@ -217,7 +221,12 @@ def low_budget(args: argparse.Namespace) -> None:
     seeds = [int(x) for x in args.seeds.split(",")]
     schedule = args.schedule or "20x9,100x3"
     warm = "-warm" if args.warm_start else ""
-    base = Path(args.out or f"runs/low-budget-{args.dataset}{warm}")
+    tag = f"-{args.tag}" if args.tag else ""
+    unknown = set(args.arms.split(",")) - set(ARM_NAMES)
+    if unknown:
+        raise SystemExit(f"--arms: {', '.join(sorted(unknown))} unknown; choose from {', '.join(ARM_NAMES)}")
+    arms = {ARM_NAMES[a] for a in args.arms.split(",")} | {"random"}  # random from a random set: the reference
+    base = Path(args.out or f"runs/low-budget-{args.dataset}{warm}{tag}")
     common: dict[str, Any] = dict(initial=20, schedule=schedule, full_data="none", warm_start=args.warm_start,
                                   progress=not args.smoke, report=False)
     if args.smoke:
@@ -228,7 +237,9 @@ def low_budget(args: argparse.Namespace) -> None:
     for initial_set in args.initial_sets.split(","):
         if initial_set not in ("random", "typiclust", "probcover"):
             raise SystemExit(f"--initial-sets: '{initial_set}' is not random, typiclust or probcover")
-        strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set})
+        strategies = sorted({s for arm, (init, s) in LOW_BUDGET_ARMS.items() if init == initial_set and arm in arms})
+        if not strategies:
+            continue
         folders[initial_set] = base.with_name(base.name + ("" if initial_set == "random" else f"-{initial_set}"))
         if not args.summarise_only:
             alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
@@ -239,7 +250,7 @@ def low_budget(args: argparse.Namespace) -> None:
                   **({"min_steps": 5} if args.smoke else {}))
     rows = []
     for arm, (initial_set, strategy) in LOW_BUDGET_ARMS.items():
-        if initial_set in folders and (folders[initial_set] / "runs.sqlite").exists():
+        if arm in arms and initial_set in folders and (folders[initial_set] / "runs.sqlite").exists():
             with RunStore(folders[initial_set] / "runs.sqlite") as store:
                 arm_rows = [{**r, "strategy": arm} for r in store.rounds() if r["strategy"] == strategy]
             rows += complete_seeds(arm_rows, args.dataset)[0]
@@ -250,9 +261,10 @@ def low_budget(args: argparse.Namespace) -> None:
     blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check, args.warm_start)
     print(render_blocks(blocks))
     if not args.smoke:
-        save_result(f"label-efficiency-low-budget-{args.dataset}{warm}", "label_efficiency",
+        save_result(f"label-efficiency-low-budget-{args.dataset}{warm}{tag}", "label_efficiency",
                     f"Low-budget protocol: {args.dataset}, 20 to {top} labels"
-                    + (", warm start" if args.warm_start else ""), blocks, metrics)
+                    + (", warm start" if args.warm_start else "") + (f" ({args.tag})" if args.tag else ""),
+                    blocks, metrics)
 
 
 def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[tuple[int, float]], folders: dict[str, Path],
@@ -306,7 +318,8 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
         "Run folders: " + ", ".join(f"`{p}`" for p in folders.values())
         + ("" if warm_start else f", and `{check}` (the `--epochs 2` check)") + ". "
         "Every arm trains with the default rule (at least 50 optimizer steps per epoch, BatchNorm re-estimated on "
-        "the labeled images) and scores the whole pool; the label-free initial sets use the PCA embedder. "
+        "the labeled images) and scores the whole pool; the label-free initial sets use the default embedder (PCA of "
+        "the standardised pixels, each row scaled to unit length). "
         + (f"Every round after the first continues from the last round's model for {WARM_EPOCHS_FRACTION:.0%} of the "
            "epochs (warm start, alkit's default)." if warm_start else "Every round retrains from fresh weights."),
         f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
@@ -358,6 +371,11 @@ def main() -> None:
                                        "(default 20x9,100x3: +20 per round to 200, then +100 to 500)")
     ap.add_argument("--initial-sets", default="random,typiclust,probcover",
                     help="low-budget protocol: the initial sets whose arms run (default: all three)")
+    ap.add_argument("--arms", default=",".join(ARM_NAMES),
+                    help="low-budget protocol: the arms to run, from " + ", ".join(ARM_NAMES)
+                         + " (default: all; random always runs, as the reference)")
+    ap.add_argument("--tag", default="",
+                    help="low-budget protocol: a suffix for its folders and result, for a variant run beside the main one")
     ap.add_argument("--warm-start", action="store_true",
                     help="continue each round from the last model, as alkit's default does, into -warm folders")
     ap.add_argument("--summarise-only", action="store_true",

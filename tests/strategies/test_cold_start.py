@@ -57,6 +57,25 @@ def test_pca_embedder_is_label_free_and_small() -> None:
     x = np.random.default_rng(0).integers(0, 256, size=(100, 8, 8, 1), dtype=np.uint8)
     z = pca_embedder(x, dim=10)
     assert z.shape == (100, 10) and z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
+    raw = pca_embedder(x, dim=10, normalise=False)
+    np.testing.assert_allclose(z, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+def test_typiclust_on_the_default_embedder_groups_images_by_pattern_not_contrast() -> None:
+    """Two patterns (left half lit, right half lit), each at faint and strong contrast: on unnormalised PCA the
+    strong images lie far out and make up clusters of their own; scaled to unit length, each pattern is one cluster
+    whatever its contrast, so two picks take one image of each pattern."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 8, 8, 1), np.float32)
+    pattern = np.arange(200) % 2
+    x[pattern == 0, :, :4] = 1.0
+    x[pattern == 1, :, 4:] = 1.0
+    strength = np.where(np.arange(200) % 4 < 2, 40.0, 250.0)
+    x = np.clip(x * strength[:, None, None, None] + rng.normal(0, 3, x.shape), 0, 255).astype(np.uint8)
+    z = pca_embedder(x, dim=5)
+    for seed in range(5):  # unnormalised, k-means splits by contrast for some of these seeds
+        assert sorted(pattern[typiclust(z, 2, np.random.default_rng(seed))]) == [0, 1], seed
 
 
 def _pixels(x: np.ndarray) -> np.ndarray:

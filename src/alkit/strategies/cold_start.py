@@ -2,9 +2,9 @@
 
 The initial labeled set is chosen before any label exists, so these work on embeddings of the
 unlabeled images from an *embedder*: by default :func:`pca_embedder` (PCA of the standardised
-pixels, label-free and seconds on a CPU), or any callable ``(images uint8 N x H x W x C) -> N x D``
-a user passes (``--embedder module:function``), e.g. a pretrained backbone they already have.
-alkit never downloads weights.
+pixels, each row scaled to unit length; label-free and seconds on a CPU), or any callable
+``(images uint8 N x H x W x C) -> N x D`` a user passes (``--embedder module:function``), e.g. a
+pretrained backbone they already have. alkit never downloads weights.
 """
 from __future__ import annotations
 
@@ -20,15 +20,21 @@ Embedder = Callable[[np.ndarray], np.ndarray]
 COLD_START = ("typiclust", "probcover")
 
 
-def pca_embedder(x: np.ndarray, dim: int = 50, seed: int = 0) -> np.ndarray:
-    """The first ``dim`` principal components of the per-pixel standardised images (randomised SVD)."""
+def pca_embedder(x: np.ndarray, dim: int = 50, seed: int = 0, normalise: bool = True) -> np.ndarray:
+    """The first ``dim`` principal components of the per-pixel standardised images (randomised SVD), each row
+    scaled to unit length when ``normalise``, as TypiClust and ProbCover normalise their self-supervised features:
+    distances then compare what an image shows, not how much contrast it has (BENCHMARKS.md,
+    ``label-efficiency-low-budget-fashion-mnist-window``, measures both)."""
     from sklearn.decomposition import PCA
 
     flat = x.reshape(len(x), -1).astype(np.float32) / 255.0
     flat -= flat.mean(axis=0)
     flat /= flat.std(axis=0) + 1e-6
     dim = max(1, min(dim, flat.shape[0] - 1, flat.shape[1]))
-    return PCA(n_components=dim, svd_solver="randomized", random_state=seed).fit_transform(flat).astype(np.float32)
+    z = PCA(n_components=dim, svd_solver="randomized", random_state=seed).fit_transform(flat).astype(np.float32)
+    if normalise:
+        z /= np.linalg.norm(z, axis=1, keepdims=True) + 1e-12
+    return z
 
 
 def module_embedder(module: object, batch_size: int = 256) -> Embedder:

@@ -11,8 +11,7 @@ folders and result (``...-warm``), to check that the strategies rank the same un
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --epochs 20 --augment
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
     python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
-    python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4 --schedule 20x4 \
-        --arms random,typiclust,probcover,tcm --tag window      # the 20-100 window only
+    python -m benchmarks.label_efficiency --protocol low-budget --schedule 20x4 --arms random,typiclust,tcm --tag window
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 
 The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to

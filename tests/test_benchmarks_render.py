@@ -97,6 +97,21 @@ def test_the_low_budget_targets_read_the_fashion_mnist_run_only() -> None:
     assert low_budget("random_at_100")(current) == ("missed", "0.6879 (3 seeds)", ["fmnist"])
 
 
+def test_the_label_free_target_reads_a_run_on_todays_default_embedder_first() -> None:
+    from benchmarks.targets import CURRENT_EMBEDDER, low_budget
+
+    def run(key: str, figure: str, embedder: str | None, warm: bool = False) -> dict:
+        metrics = {"low_budget": {"label_free_gain": {"status": "missed", "figure": figure}},
+                   "low_budget_curves": {"fashion-mnist": {}}, "warm_start": warm}
+        return {"key": key, "kind": "label_efficiency", "metrics": metrics | ({"embedder": embedder} if embedder else {})}
+
+    old, new, warm = run("main", "+3.31", None), run("window", "+6.28", CURRENT_EMBEDDER), run("w", "+9", "x", True)
+    assert low_budget("label_free_gain")([old, new, warm])[1:] == ("+6.28", ["window"])
+    assert low_budget("label_free_gain")([warm, new, old])[1:] == ("+6.28", ["window"])
+    assert low_budget("label_free_gain")([old, warm])[1:] == ("+3.31", ["main"])
+    assert low_budget("label_free_gain")([warm])[0] == "not measured"
+
+
 def _end_to_end(arms: dict[str, dict]) -> dict:
     return {"key": "e2e", "kind": "end_to_end", "machine": {"isa": "avx2", "gpu": None, "cores": 2},
             "metrics": {"plain_wall_s": 1000.0, "seeds": [0, 1, 2], "arms": {

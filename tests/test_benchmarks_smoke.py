@@ -52,12 +52,20 @@ def test_low_budget_protocol_smoke(tmp_path: Path) -> None:
     require_real(FMNIST_DIR)
     # ProbCover's initial set in a run is tested on a small pool (tests/strategies/test_cold_start.py); here its
     # O(N^2) ball graph over the 60,000-image pool would take a third of this test
-    out = _run("benchmarks.label_efficiency", "--protocol", "low-budget", "--initial-sets", "random,typiclust",
+    out = _run("benchmarks.label_efficiency", "--protocol", "low-budget", "--arms", "margin,typiclust,tcm",
                "--out", str(tmp_path / "lb"))
     assert "| typiclust, then random | 1 |" in out and "| margin | 1 |" in out and "F1 @40" in out
     assert "| typiclust, then TCM | 1 |" in out
     assert "Label-free initial sets, mean paired gain" in out and "The `--epochs 2` check" in out
     assert "schedule: 20x1" in (tmp_path / "lb" / "config.yaml").read_text()
+    assert "probcover" not in out and not (tmp_path / "lb-probcover").exists()
+
+
+def test_low_budget_protocol_refuses_an_unknown_arm(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "benchmarks.label_efficiency", "--protocol", "low-budget", "--arms",
+                          "random,bald", "--out", str(tmp_path / "lb")], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 1 and "--arms: bald unknown; choose from random, margin" in out.stderr
+    assert not (tmp_path / "lb").exists()
 
 
 @pytest.mark.slow

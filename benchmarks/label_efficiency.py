@@ -43,10 +43,10 @@ from alkit.models.seeded import INIT_SCHEMES
 from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts
 from alkit.storage.run_store import RunStore
 from alkit.strategies import StrategySpec
+from alkit.strategies.cold_start import DEFAULT_EMBEDDER
 from alkit.training.config import CLASS_BALANCES, WARM_EPOCHS_FRACTION
 from benchmarks.common import save_result, table
 from benchmarks.render import render_blocks
-from benchmarks.targets import CURRENT_EMBEDDER
 
 MINORITY = (0, 1, 2, 3, 4)
 MINORITY_POOL_SHARE = 3_000 / 33_000  # fashion-mnist-imbalanced: classes 0-4 keep 600 of 6,000
@@ -343,7 +343,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
               "labels_to_random_final": labels_to_target(c.n_labeled, c.mean, float(ref.mean[-1])),
               "delta_f1": deltas.get(arm, {str(n): None for n in budgets})} for arm, c in f1.items()}}
     return blocks, {"low_budget": targets, "low_budget_curves": {dataset: summary}, "warm_start": warm_start,
-                    "embedder": CURRENT_EMBEDDER}
+                    "embedder": DEFAULT_EMBEDDER}
 
 
 def main() -> None:

@@ -173,7 +173,8 @@ def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
     return evaluate
 
 
-CURRENT_EMBEDDER = "pca-unit"  # the label-free initial sets' default: PCA, each row scaled to unit length
+# alkit.strategies.cold_start.DEFAULT_EMBEDDER, which runs record, named here so that rendering imports no torch
+CURRENT_EMBEDDER = "pca-unit"
 
 
 def low_budget(metric: str, dataset: str = "fashion-mnist") -> Callable[..., Outcome]:

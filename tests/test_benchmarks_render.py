@@ -112,6 +112,13 @@ def test_the_label_free_target_reads_a_run_on_todays_default_embedder_first() ->
     assert low_budget("label_free_gain")([warm])[0] == "not measured"
 
 
+def test_the_targets_name_the_embedder_that_runs_record() -> None:
+    from alkit.strategies.cold_start import DEFAULT_EMBEDDER, embedder_key
+    from benchmarks.targets import CURRENT_EMBEDDER
+
+    assert CURRENT_EMBEDDER == DEFAULT_EMBEDDER == embedder_key(None) == embedder_key("pca")
+
+
 def _end_to_end(arms: dict[str, dict]) -> dict:
     return {"key": "e2e", "kind": "end_to_end", "machine": {"isa": "avx2", "gpu": None, "cores": 2},
             "metrics": {"plain_wall_s": 1000.0, "seeds": [0, 1, 2], "arms": {

@@ -64,7 +64,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="how the initial labeled set is drawn: random, balanced (equal per class; reads the labels), "
                         "or label-free typiclust / probcover on --embedder embeddings (default: random)")
     g.add_argument("--embedder", help="for typiclust / probcover: pca (PCA of the standardised pixels, each row "
-                                      "scaled to unit length; the default) or module:function mapping uint8 "
+                                      "scaled to unit length; the default), pca-raw (the rows unscaled, the "
+                                      "default before unit rows) or module:function mapping uint8 "
                                       "N x H x W x C images to N x D")
     g.add_argument("--full-data", choices=["none", "first-seed", "all-seeds"], default="first-seed",
                    help="train the full-data reference model (default: first-seed)")

@@ -115,6 +115,17 @@ def test_which_loop_changes_extend_a_run(old: dict, new: dict, grows: bool) -> N
     assert config(new).extends(config(old).result_fingerprint()) is grows
 
 
+@pytest.mark.parametrize("initial_set, embedder, recorded", [
+    ("typiclust", None, "pca-unit"), ("probcover", "pca", "pca-unit"), ("typiclust", "pca-raw", "pca-raw"),
+    ("typiclust", "python:my.embed", "python:my.embed"), ("random", None, None),
+])
+def test_the_fingerprint_records_the_default_embedder_by_its_version(initial_set: str, embedder: str | None,
+                                                                     recorded: str | None) -> None:
+    cfg = config_from_dict({**BASE, "loop": {"initial_set": initial_set, "embedder": embedder}})
+    assert cfg.result_fingerprint()["loop"]["embedder"] == recorded
+    assert cfg.loop.embedder == embedder  # the config the user reads keeps what they wrote
+
+
 def test_budget_larger_than_pool() -> None:
     cfg = config_from_dict({**BASE, "loop": {"initial": 1000, "query": 1000, "rounds": 9}})
     cfg.check_pool_size("tiny", 10000)  # exactly fits

@@ -55,6 +55,25 @@ def test_a_run_folder_from_before_class_balance_resumes_with_plain_cross_entropy
             store.check_config({"train": {**before, "class_balance": "reweight"}})
 
 
+def test_a_label_free_folder_from_before_versioned_embedders_resumes_only_on_unscaled_pca(tmp_path: Path) -> None:
+    def loop(initial_set: str, embedder: str | None) -> dict:
+        return {"loop": {"initial_set": initial_set, "embedder": embedder}, "seeds": [0]}
+
+    with RunStore(tmp_path / "typiclust.sqlite") as store:
+        store.check_config(loop("typiclust", None))  # as stored when None meant PCA without unit rows
+        with pytest.raises(RunStoreError, match=r"differs in: loop.embedder\); its label-free initial sets were chosen "
+                                                r"on unscaled PCA rows.*--embedder pca-raw"):
+            store.check_config(loop("typiclust", "pca-unit"))
+        store.check_config(loop("typiclust", "pca-raw"))
+    with RunStore(tmp_path / "random.sqlite") as store:
+        store.check_config(loop("random", None))  # no embedder in use: nothing to resolve
+        store.check_config(loop("random", None))
+    with RunStore(tmp_path / "today.sqlite") as store:
+        store.check_config(loop("probcover", "pca-unit"))
+        with pytest.raises(RunStoreError, match=r"differs in: loop.embedder\); use a new"):
+            store.check_config(loop("probcover", "pca-raw"))
+
+
 def test_a_store_from_before_the_scoring_column_gains_it(tmp_path: Path) -> None:
     import sqlite3
 

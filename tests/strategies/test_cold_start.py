@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 import alkit
-from alkit.strategies.cold_start import (ball_graph, choose_delta, knn_mean_distance, pca_embedder, probcover,
-                                         typiclust)
+from alkit.errors import ConfigError
+from alkit.strategies.cold_start import (ball_graph, choose_delta, knn_mean_distance, load_embedder, pca_embedder,
+                                         probcover, typiclust)
 
 
 def _blobs(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -60,6 +61,12 @@ def test_pca_embedder_is_label_free_and_small() -> None:
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, rtol=1e-5)
     raw = pca_embedder(x, dim=10, normalise=False)
     np.testing.assert_allclose(z, raw / np.linalg.norm(raw, axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+    x = np.random.default_rng(1).integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)
+    for name in (None, "pca", "pca-unit"):
+        np.testing.assert_array_equal(load_embedder(name)(x), pca_embedder(x))
+    np.testing.assert_array_equal(load_embedder("pca-raw")(x), pca_embedder(x, normalise=False))
+    with pytest.raises(ConfigError, match="embedder 'pca2': give pca, pca-unit, pca-raw or module:function"):
+        load_embedder("pca2")
 
 
 def test_typiclust_on_the_default_embedder_groups_images_by_pattern_not_contrast() -> None:

@@ -17,7 +17,7 @@ import yaml
 from alkit.errors import AlkitError, ConfigError
 from alkit.storage.run_store import config_diff
 from alkit.strategies import StrategySpec, strategy_names
-from alkit.strategies.cold_start import COLD_START, load_embedder
+from alkit.strategies.cold_start import BUILTIN_EMBEDDERS, COLD_START, embedder_key, load_embedder
 from alkit.training.config import TrainConfig
 from alkit.validation import check_field_types, coerce_floats
 
@@ -37,7 +37,7 @@ class LoopConfig:
     sizes that change between rounds, as ``SIZExROUNDS`` items: ``20x9,100x3`` is 9 rounds of 20 labels,
     then 3 of 100 (it replaces ``query``, ``rounds`` and ``budget``). ``initial_set``: ``random``,
     ``balanced`` (equal per class: it reads the labels), or label-free ``typiclust`` / ``probcover`` on
-    the ``embedder``'s embeddings (``pca`` by default, or ``module:function``). ``candidates`` scores
+    the ``embedder``'s embeddings (``pca`` by default, ``pca-raw``, or ``module:function``). ``candidates`` scores
     only a uniform random subsample of that many unlabeled samples per round (a speed
     trade-off; None scores the whole pool).
     """
@@ -122,7 +122,7 @@ class LoopConfig:
             if self.initial_set not in COLD_START:
                 raise ConfigError(f"{where}.embedder: only the label-free initial sets ({', '.join(COLD_START)}) "
                                   f"use an embedder, not initial_set '{self.initial_set}'")
-            if self.embedder != "pca" and not self.embedder.startswith("python:"):
+            if self.embedder not in BUILTIN_EMBEDDERS and not self.embedder.startswith("python:"):
                 load_embedder(self.embedder)
         return self
 
@@ -291,6 +291,8 @@ class ExperimentConfig:
         d["train"].pop("eval_batch_size", None)
         if self.train.warm_start:  # the rule resolved, so a folder made under another rule does not resume
             d["train"]["warm_epochs"] = self.train.warm_round_epochs()
+        if self.loop.initial_set in COLD_START:  # the default embedder resolved to its version, likewise
+            d["loop"]["embedder"] = embedder_key(self.loop.embedder)
         return d
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from alkit.errors import RunStoreError
 from alkit.metrics import METRIC_COLUMNS
+from alkit.strategies.cold_start import COLD_START
 
 CSV_COLUMNS = ["dataset", "strategy", "seed", "round", "n_labeled", *METRIC_COLUMNS,
                "train_seconds", "score_seconds", "select_seconds", "train_loss", "precision_used", "n_candidates",
@@ -108,14 +109,21 @@ class RunStore:
         for section, defaults in LEGACY_DEFAULTS.items():
             if isinstance(old.get(section), dict):
                 old[section] = {**defaults, **old[section]}
+        loop = old.get("loop")
+        unversioned = isinstance(loop, dict) and loop.get("initial_set") in COLD_START and loop.get("embedder") in (
+            None, "pca")
+        if unversioned:  # stored before the fingerprint named the default embedder's version: unscaled PCA rows
+            loop["embedder"] = "pca-raw"
         diff = config_diff(old, json.loads(text))
         if not diff:
             return False
         if extends is not None and extends(old):
             return True
+        hint = ("; its label-free initial sets were chosen on unscaled PCA rows, the default embedder then: resume "
+                "it with --embedder pca-raw (loop.embedder: pca-raw)" if unversioned and "loop.embedder" in diff else "")
         raise RunStoreError(
             f"{self.path}: this run folder was made with a different configuration (differs in: "
-            f"{', '.join(diff)}); use a new --out folder to start a new run, the original settings to resume, "
+            f"{', '.join(diff)}){hint}; use a new --out folder to start a new run, the original settings to resume, "
             f"or more rounds, seeds or strategies (nothing else changed) to extend it"
         )
 

@@ -18,6 +18,11 @@ from alkit.strategies.diversity import sq_distances
 
 Embedder = Callable[[np.ndarray], np.ndarray]
 COLD_START = ("typiclust", "probcover")
+# The built-in embedders by the name a run's fingerprint records. ``pca`` names today's default, so a
+# fingerprint stores ``pca-unit``: a folder made when ``pca`` meant the unscaled rows (``pca-raw``) then
+# refuses to resume with other initial sets instead of mixing the two (:func:`embedder_key`).
+DEFAULT_EMBEDDER = "pca-unit"
+BUILTIN_EMBEDDERS = ("pca", "pca-unit", "pca-raw")
 
 
 def pca_embedder(x: np.ndarray, dim: int = 50, seed: int = 0, normalise: bool = True) -> np.ndarray:
@@ -53,11 +58,23 @@ def module_embedder(module: object, batch_size: int = 256) -> Embedder:
     return embed
 
 
+def pca_raw_embedder(x: np.ndarray) -> np.ndarray:
+    """:func:`pca_embedder` without scaling rows to unit length: the default embedder before unit rows."""
+    return pca_embedder(x, normalise=False)
+
+
+def embedder_key(spec: str | None) -> str | None:
+    """The name a run's fingerprint records for the embedder ``spec``: the default resolved to its version."""
+    return DEFAULT_EMBEDDER if spec in (None, "pca") else spec
+
+
 def load_embedder(spec: object) -> Embedder:
-    """``None`` or ``pca``: :func:`pca_embedder`; ``module:function``: that function; a ``torch.nn.Module`` or
-    any callable (from Python): used as it is."""
-    if spec in (None, "pca"):
+    """``None``, ``pca`` or ``pca-unit``: :func:`pca_embedder`; ``pca-raw``: :func:`pca_raw_embedder`;
+    ``module:function``: that function; a ``torch.nn.Module`` or any callable (from Python): used as it is."""
+    if spec in (None, "pca", "pca-unit"):
         return pca_embedder
+    if spec == "pca-raw":
+        return pca_raw_embedder
     try:
         from torch import nn
 
@@ -69,7 +86,7 @@ def load_embedder(spec: object) -> Embedder:
         return spec  # type: ignore[return-value]
     module, sep, attr = str(spec).partition(":")
     if not sep:
-        raise ConfigError(f"embedder '{spec}': give pca or module:function")
+        raise ConfigError(f"embedder '{spec}': give {', '.join(BUILTIN_EMBEDDERS)} or module:function")
     try:
         fn = getattr(importlib.import_module(module), attr)
     except (ImportError, AttributeError) as exc:

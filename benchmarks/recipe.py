@@ -4,13 +4,17 @@ The label-efficiency targets depend on how well a round's model is trained, so e
 option is measured on its own: the same labeled images (a random draw of --labels from the
 training set), the same initial weights and batch order, and one change at a time. A variant
 is ``epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]``, e.g. ``10:no:cosine:64:0.002`` or
-``10:no:cosine:64:0.001:0:glorot``.
+``10:no:cosine:64:0.001:0:glorot``, followed by any other training option as ``name=value``
+(``10:aug:cosine:64:min_steps=1000``). With ``--seeds`` each variant trains once per seed on that seed's
+labeled set and the table gives the mean and the seed-paired difference to the first variant.
 
     python -m benchmarks.recipe --dataset fashion-mnist --labels 5000
     python -m benchmarks.recipe --dataset fashion-mnist --labels 5000 --seed 1 --tag init \
         --variants 10:no:cosine:64,10:no:cosine:64:0.001:0:glorot
     python -m benchmarks.recipe --study low-budget --dataset fashion-mnist --seeds 0,1,2
     python -m benchmarks.recipe --study low-budget --min-steps 500 --augment no,yes --tag augment
+    python -m benchmarks.recipe --labels 100 --seeds 0,1,2,3,4 --precision auto --tag levers \
+        --variants 10:no:cosine:64,10:no:cosine:64:0.001:0.0005,10:aug:cosine:64:min_steps=1000
     python -m benchmarks.recipe --smoke        # seconds, for CI (writes nothing)
 
 ``--study low-budget`` measures the training-length rule at 20 to 2,000 labels: each ``--min-steps``
@@ -30,6 +34,7 @@ import numpy as np
 import torch
 
 import alkit
+from alkit.errors import ConfigError
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.metrics import classification_metrics
 from alkit.models import ReferenceCNN
@@ -52,14 +57,20 @@ def section_name(dataset: str, labels: int, seed: int, tag: str = "") -> str:
 
 
 def parse_variant(text: str) -> TrainConfig:
-    parts = text.split(":")
+    parts = [p for p in text.split(":") if "=" not in p]
+    options = dict(p.split("=", 1) for p in text.split(":") if "=" in p)
     if len(parts) < 4:
-        raise SystemExit(f"variant '{text}': expected epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]")
+        raise SystemExit(f"variant '{text}': expected epochs:augment:schedule:batch[:lr[:weight_decay[:init]]]"
+                         "[:name=value...]")
     lr = float(parts[4]) if len(parts) > 4 else 1e-3
     wd = float(parts[5]) if len(parts) > 5 else 0.0
     init = parts[6] if len(parts) > 6 else "torch"
-    return TrainConfig(epochs=int(parts[0]), augment=parts[1] == "aug", lr_schedule=parts[2],
-                       batch_size=int(parts[3]), lr=lr, weight_decay=wd, init=init).validate()
+    try:
+        extra = {k: json.loads(v) for k, v in options.items()}
+        return TrainConfig(epochs=int(parts[0]), augment=parts[1] == "aug", lr_schedule=parts[2],
+                           batch_size=int(parts[3]), lr=lr, weight_decay=wd, init=init, **extra).validate()
+    except (TypeError, ValueError, ConfigError) as exc:
+        raise SystemExit(f"variant '{text}': {exc}") from None
 
 
 LOW_BUDGET_LABELS = (20, 50, 100, 200, 500, 1000, 2000)
@@ -102,7 +113,7 @@ def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int
 def low_budget_study(args: argparse.Namespace) -> None:
     ds = alkit.load_dataset(args.dataset, progress=False)
     labels, steps = LOW_BUDGET_LABELS, [int(s) for s in args.min_steps.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = [int(s) for s in (args.seeds or "0,1,2").split(",")]
     augments = [a == "yes" for a in args.augment.split(",")]
     key = f"recipe-low-budget-{args.dataset}" + (f"-{args.tag}" if args.tag else "")
     work = Path(f"runs/{key}.jsonl")
@@ -164,43 +175,42 @@ def low_budget_study(args: argparse.Namespace) -> None:
                     [*text, table(columns, rows, formats)], metrics)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="fashion-mnist")
-    ap.add_argument("--labels", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
-    ap.add_argument("--tag", default="", help="added to the BENCHMARKS.md section's name, so that several "
-                    "studies on the same data and label count sit side by side")
-    ap.add_argument("--study", choices=["variants", "low-budget"], default="variants")
-    ap.add_argument("--seeds", default="0,1,2", help="low-budget study: the seeds")
-    ap.add_argument("--min-steps", default="0,250,500", help="low-budget study: the min_steps values")
-    ap.add_argument("--augment", default="no", help="low-budget study: no, yes or no,yes (random shifts and flips)")
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args()
-    if args.study == "low-budget":
-        low_budget_study(args)
-        return
+def _train_variant(ds, norm: Normalizer, labeled: np.ndarray, cfg: TrainConfig, seed: int, precision: str
+                   ) -> tuple[float, float, float]:
+    """Macro-F1, accuracy and training seconds of the reference CNN trained with ``cfg`` on ``labeled``."""
+    model = ReferenceCNN(ds.image_shape, ds.num_classes)
+    init_weights(model, torch_generator(seed, 0, "init"), cfg.init)
+    t0 = time.perf_counter()
+    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
+        torch_generator(seed, 0, "dropout"))
+    seconds = time.perf_counter() - t0
+    f1, acc = _evaluate(model, ds, norm)
+    return f1, acc, seconds
+
+
+def variants_study(args: argparse.Namespace) -> None:
+    """Each variant on the same random labeled set per seed; one seed's table, or with several the seed-paired one."""
     variants = args.variants.split(",")
+    configs = [parse_variant(text) for text in variants]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     ds = alkit.load_dataset(args.dataset, progress=False)
     if args.smoke:
         args.labels, variants = 200, ["1:no:constant:64", "1:aug:cosine:64"]
+        configs = [parse_variant(text) for text in variants]
         ds.x_test, ds.y_test = ds.x_test[:500], ds.y_test[:500]
     norm = Normalizer(*ds.channel_stats())
-    labeled = np.sort(numpy_rng(args.seed, 0, "initial").choice(len(ds.y_train), args.labels, replace=False))
-    rows = []
-    for text in variants:
-        cfg = parse_variant(text)
-        model = ReferenceCNN(ds.image_shape, ds.num_classes)
-        init_weights(model, torch_generator(args.seed, 0, "init"), cfg.init)
-        t0 = time.perf_counter()
-        fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, "fp32", numpy_rng(args.seed, 0, "batches"),
-            torch_generator(args.seed, 0, "dropout"))
-        seconds = time.perf_counter() - t0
-        pred = predict_logits(model, ds.x_test, None, norm, CPU, "fp32").argmax(1)
-        met = classification_metrics(ds.y_test, pred, ds.num_classes)
-        rows.append((text, cfg, met["f1_macro"], met["accuracy"], seconds))
-        print(f"{text}: F1 {met['f1_macro']:.4f} acc {met['accuracy']:.4f} train {seconds:.0f}s", flush=True)
+    precision = resolve_precision(args.precision, CPU)
+    cells: dict[tuple[str, int], tuple[float, float, float]] = {}
+    for seed in seeds:
+        labeled = np.sort(numpy_rng(seed, 0, "initial").choice(len(ds.y_train), args.labels, replace=False))
+        for text, cfg in zip(variants, configs):
+            cells[text, seed] = _train_variant(ds, norm, labeled, cfg, seed, precision)
+            f1, acc, seconds = cells[text, seed]
+            print(f"{text} seed {seed}: F1 {f1:.4f} acc {acc:.4f} train {seconds:.0f}s", flush=True)
+    if len(seeds) > 1:
+        _paired_variants(args, ds, variants, seeds, precision, cells)
+        return
+    rows = [(text, cfg, *cells[text, seeds[0]]) for text, cfg in zip(variants, configs)]
     table = ["| epochs | augment | lr schedule | batch | lr | weight decay | init | macro-F1 | accuracy | train s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     table += [f"| {c.epochs} | {'yes' if c.augment else 'no'} | {c.lr_schedule} | {c.batch_size} | {c.lr:g} | "
@@ -218,6 +228,63 @@ labels (seed {args.seed}: same images, initial weights and batch order), scored 
                     f"Training recipe: {args.dataset}, {args.labels:,} labels" + (f", {args.tag}" if args.tag else "")
                     + (f" (seed {args.seed})" if args.seed else ""), markdown_blocks(body),
                     {"variants": {text: {"f1": f1, "accuracy": acc} for text, _, f1, acc, _ in rows}})
+
+
+def _paired_variants(args: argparse.Namespace, ds, variants: list[str], seeds: list[int], precision: str,
+                     cells: dict[tuple[str, int], tuple[float, float, float]]) -> None:
+    from scipy import stats
+
+    first = np.array([cells[variants[0], s][0] for s in seeds])
+    rows, metrics = [], {}
+    for text in variants:
+        f1 = np.array([cells[text, s][0] for s in seeds])
+        diff = (f1 - first) * 100
+        p = float(stats.ttest_rel(f1, first).pvalue) if np.any(diff) else None
+        is_first = text == variants[0]
+        rows.append([f"`{text}`", float(f1.mean()), float(f1.std()), None if is_first else float(diff.mean()), p,
+                     None if is_first else f"{int((diff > 0).sum())} of {len(seeds)}",
+                     float(np.mean([cells[text, s][2] for s in seeds]))])
+        metrics[text] = {"f1": float(f1.mean()), "f1_per_seed": f1.tolist(),
+                         "delta_pts": None if is_first else float(diff.mean()), "p": p}
+    text = [f"The reference CNN trained once per variant and seed on {args.labels:,} random {args.dataset} training "
+            f"labels (seeds {seeds}: per seed the same images, initial weights and batch order for every variant), in "
+            f"{precision}, with BatchNorm re-estimated on the labeled images as the engine does; macro-F1 on the "
+            f"{len(ds.y_test):,}-image test set. A variant is epochs:augment:schedule:batch[:lr[:weight decay[:init]]] "
+            "and other training options as name=value; the difference is to the first variant, paired by seed "
+            "(p: paired t-test). \"train s\" is wall time, comparable only between the rows of one run."]
+    columns = ["variant", "macro-F1 (mean)", "sd", "vs first, points", "p", "seeds ahead", "train s"]
+    formats = [None, ".4f", ".4f", "+.2f", ".3f", None, ".1f"]
+    print(text[0])
+    for r in rows:
+        print(r)
+    if not args.smoke:
+        save_result(section_name(args.dataset, args.labels, 0, args.tag), "recipe",
+                    f"Training recipe: {args.dataset}, {args.labels:,} labels" + (f", {args.tag}" if args.tag else "")
+                    + f", {len(seeds)} seeds", [*text, table(columns, rows, formats)],
+                    {"seeds": seeds, "labels": args.labels, "precision": precision, "variants": metrics})
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="fashion-mnist")
+    ap.add_argument("--labels", type=int, default=5000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--tag", default="", help="added to the BENCHMARKS.md section's name, so that several "
+                    "studies on the same data and label count sit side by side")
+    ap.add_argument("--study", choices=["variants", "low-budget"], default="variants")
+    ap.add_argument("--seeds", default=None, help="the seeds (low-budget study: default 0,1,2; variants study: "
+                    "default --seed alone, and with several a seed-paired table)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "auto", "bf16"],
+                    help="variants study: training's precision (auto: the engine's default; the study used fp32)")
+    ap.add_argument("--min-steps", default="0,250,500", help="low-budget study: the min_steps values")
+    ap.add_argument("--augment", default="no", help="low-budget study: no, yes or no,yes (random shifts and flips)")
+    ap.add_argument("--smoke", action="store_true")
+    args = ap.parse_args()
+    if args.study == "low-budget":
+        low_budget_study(args)
+        return
+    variants_study(args)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,8 @@ def test_recipe_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.recipe")
     assert "| 1 | no | constant | 64 |" in out and "| 1 | yes | cosine | 64 |" in out
+    paired = _run("benchmarks.recipe", "--seeds", "0,1", "--precision", "auto")
+    assert "(seeds [0, 1]: per seed the same images" in paired and "['`1:aug:cosine:64`', 0." in paired
 
 
 @pytest.mark.slow
@@ -113,6 +115,12 @@ def test_recipe_variant_parsing() -> None:
         (15, True, "cosine", 32, 0.002, 0.0001)
     assert parse_variant("3:no:constant:64").lr == 1e-3
     assert parse_variant("3:no:constant:64").init == "torch"
+    cfg = parse_variant("10:aug:cosine:64:min_steps=1000:bn_recalibration=false")
+    assert (cfg.epochs, cfg.augment, cfg.min_steps, cfg.bn_recalibration) == (10, True, 1000, False)
+    with pytest.raises(SystemExit, match="variant '10:no:cosine:64:min_step=5': .*min_step"):
+        parse_variant("10:no:cosine:64:min_step=5")
+    with pytest.raises(SystemExit, match="train.min_steps: -1 must be >= 0"):
+        parse_variant("10:no:cosine:64:min_steps=-1")
     assert parse_variant("3:no:constant:64:0.001:0:glorot").init == "glorot"
     with pytest.raises(SystemExit, match="expected epochs"):
         parse_variant("10:no")

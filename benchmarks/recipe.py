@@ -44,7 +44,7 @@ from alkit.training.batchnorm import recalibrate_batchnorm
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
-from benchmarks.common import markdown_blocks, save_result, table
+from benchmarks.common import RESULTS, markdown_blocks, save_result, table
 
 CPU = torch.device("cpu")
 VARIANTS = ("10:no:constant:128", "10:no:cosine:128", "10:no:constant:64", "10:no:cosine:64",
@@ -231,7 +231,7 @@ labels (seed {args.seed}: same images, initial weights and batch order), scored 
 
 
 def _paired_variants(args: argparse.Namespace, ds, variants: list[str], seeds: list[int], precision: str,
-                     cells: dict[tuple[str, int], tuple[float, float, float]]) -> None:
+                     cells: dict[tuple[str, int], tuple[float, float, float]], results: Path = RESULTS) -> None:
     from scipy import stats
 
     first = np.array([cells[variants[0], s][0] for s in seeds])
@@ -261,7 +261,8 @@ def _paired_variants(args: argparse.Namespace, ds, variants: list[str], seeds: l
         save_result(section_name(args.dataset, args.labels, 0, args.tag), "recipe",
                     f"Training recipe: {args.dataset}, {args.labels:,} labels" + (f", {args.tag}" if args.tag else "")
                     + f", {len(seeds)} seeds", [*text, table(columns, rows, formats)],
-                    {"seeds": seeds, "labels": args.labels, "precision": precision, "variants": metrics})
+                    {"seeds": seeds, "labels": args.labels, "precision": precision, "variants": metrics},
+                    results=results)
 
 
 def main() -> None:

@@ -177,14 +177,20 @@ def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
 CURRENT_EMBEDDER = "pca-unit"
 
 
+def _fewest_seeds(run: dict[str, Any], dataset: str) -> int:
+    arms = run["metrics"]["low_budget_curves"][dataset].get("strategies", {})
+    return min((arm.get("seeds", 0) for arm in arms.values()), default=0)
+
+
 def low_budget(metric: str, dataset: str = "fashion-mnist") -> Callable[..., Outcome]:
     """Targets of the low-budget protocol (``benchmarks/label_efficiency.py --protocol low-budget``) on
     ``dataset``, from a from-scratch run that measured it; one whose label-free initial sets used today's default
-    embedder (``CURRENT_EMBEDDER``) first."""
+    embedder (``CURRENT_EMBEDDER``) first, then the one whose arms all have the most seeds."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
         runs = [r for r in current if r["metrics"].get("low_budget", {}).get(metric)
                 and dataset in r["metrics"].get("low_budget_curves", {}) and not r["metrics"].get("warm_start")]
-        run = min(runs, key=lambda r: r["metrics"].get("embedder") != CURRENT_EMBEDDER, default=None)
+        run = min(runs, key=lambda r: (r["metrics"].get("embedder") != CURRENT_EMBEDDER, -_fewest_seeds(r, dataset)),
+                  default=None)
         if not run:
             return NOT_MEASURED
         m = run["metrics"]["low_budget"][metric]

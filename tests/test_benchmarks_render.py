@@ -110,6 +110,13 @@ def test_the_label_free_target_reads_a_run_on_todays_default_embedder_first() ->
     assert low_budget("label_free_gain")([warm, new, old])[1:] == ("+6.28", ["window"])
     assert low_budget("label_free_gain")([old, warm])[1:] == ("+3.31", ["main"])
     assert low_budget("label_free_gain")([warm])[0] == "not measured"
+    five, three = dict(new), run("unit", "+4.95", CURRENT_EMBEDDER)
+    five["metrics"] = {**new["metrics"], "low_budget_curves": {"fashion-mnist": {"strategies": {
+        "random": {"seeds": 5}, "typiclust, then random": {"seeds": 5}}}}}
+    three["metrics"]["low_budget_curves"] = {"fashion-mnist": {"strategies": {
+        "random": {"seeds": 5}, "typiclust, then random": {"seeds": 3}}}}
+    assert low_budget("label_free_gain")([three, five, old])[1:] == ("+6.28", ["window"])
+    assert low_budget("label_free_gain")([five, three])[1:] == ("+6.28", ["window"])
 
 
 def test_the_targets_name_the_embedder_that_runs_record() -> None:

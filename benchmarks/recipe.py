@@ -83,6 +83,18 @@ def _evaluate(model, ds, norm: Normalizer) -> tuple[float, float]:
     return met["f1_macro"], met["accuracy"]
 
 
+def _trained(ds, norm: Normalizer, labeled: np.ndarray, cfg: TrainConfig, seed: int, precision: str
+             ) -> tuple[ReferenceCNN, float]:
+    """The reference CNN trained with ``cfg`` on ``labeled`` (seed's initial weights and batch order), and the
+    training's seconds."""
+    model = ReferenceCNN(ds.image_shape, ds.num_classes)
+    init_weights(model, torch_generator(seed, 0, "init"), cfg.init)
+    t0 = time.perf_counter()
+    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
+        torch_generator(seed, 0, "dropout"))
+    return model, time.perf_counter() - t0
+
+
 def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int, augment: bool = False) -> dict:
     """Train once on ``labels`` random labels with ``min_steps`` (and ``augment``); F1 as trained and after BN
     re-estimation."""
@@ -90,14 +102,8 @@ def low_budget_cell(ds, norm: Normalizer, labels: int, seed: int, min_steps: int
     rng = numpy_rng(seed, 0, "initial")
     order = rng.permutation(len(ds.y_train))
     labeled, pool_sample = np.sort(order[:labels]), np.sort(order[labels:labels + 2000])
-    model = ReferenceCNN(ds.image_shape, ds.num_classes)
-    init_weights(model, torch_generator(seed, 0, "init"), cfg.init)
     precision = resolve_precision(cfg.precision, CPU)
-    t0 = time.perf_counter()
-    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
-        torch_generator(seed, 0, "dropout"))
-    seconds = time.perf_counter() - t0
-
+    model, seconds = _trained(ds, norm, labeled, cfg, seed, precision)
     out = {"labels": labels, "seed": seed, "min_steps": min_steps, "augment": augment, "precision": precision,
            "train_s": seconds,
            "steps": training_epochs(labels, cfg) * steps_per_epoch(labels, cfg.batch_size)}
@@ -175,28 +181,15 @@ def low_budget_study(args: argparse.Namespace) -> None:
                     [*text, table(columns, rows, formats)], metrics)
 
 
-def _train_variant(ds, norm: Normalizer, labeled: np.ndarray, cfg: TrainConfig, seed: int, precision: str
-                   ) -> tuple[float, float, float]:
-    """Macro-F1, accuracy and training seconds of the reference CNN trained with ``cfg`` on ``labeled``."""
-    model = ReferenceCNN(ds.image_shape, ds.num_classes)
-    init_weights(model, torch_generator(seed, 0, "init"), cfg.init)
-    t0 = time.perf_counter()
-    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
-        torch_generator(seed, 0, "dropout"))
-    seconds = time.perf_counter() - t0
-    f1, acc = _evaluate(model, ds, norm)
-    return f1, acc, seconds
-
-
 def variants_study(args: argparse.Namespace) -> None:
     """Each variant on the same random labeled set per seed; one seed's table, or with several the seed-paired one."""
     variants = args.variants.split(",")
+    if args.smoke:
+        args.labels, variants = 200, ["1:no:constant:64", "1:aug:cosine:64"]
     configs = [parse_variant(text) for text in variants]
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed]
     ds = alkit.load_dataset(args.dataset, progress=False)
     if args.smoke:
-        args.labels, variants = 200, ["1:no:constant:64", "1:aug:cosine:64"]
-        configs = [parse_variant(text) for text in variants]
         ds.x_test, ds.y_test = ds.x_test[:500], ds.y_test[:500]
     norm = Normalizer(*ds.channel_stats())
     precision = resolve_precision(args.precision, CPU)
@@ -204,8 +197,9 @@ def variants_study(args: argparse.Namespace) -> None:
     for seed in seeds:
         labeled = np.sort(numpy_rng(seed, 0, "initial").choice(len(ds.y_train), args.labels, replace=False))
         for text, cfg in zip(variants, configs):
-            cells[text, seed] = _train_variant(ds, norm, labeled, cfg, seed, precision)
-            f1, acc, seconds = cells[text, seed]
+            model, seconds = _trained(ds, norm, labeled, cfg, seed, precision)
+            f1, acc = _evaluate(model, ds, norm)
+            cells[text, seed] = f1, acc, seconds
             print(f"{text} seed {seed}: F1 {f1:.4f} acc {acc:.4f} train {seconds:.0f}s", flush=True)
     if len(seeds) > 1:
         _paired_variants(args, ds, variants, seeds, precision, cells)

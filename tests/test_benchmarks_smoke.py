@@ -102,7 +102,7 @@ def test_training_step_smoke() -> None:
     assert "oneDNN capped at AVX2" in capped and "bf16," not in capped
 
 
-def test_recipe_paired_variants_table(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_recipe_paired_variants_table(tmp_path: Path) -> None:
     import argparse
     import json
     from types import SimpleNamespace

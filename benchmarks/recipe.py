@@ -43,7 +43,8 @@ from alkit.models.seeded import init_weights
 from alkit.training.batchnorm import recalibrate_batchnorm
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
-from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
+from alkit.training.self_training import fit_self_trained
+from alkit.training.trainer import Normalizer, steps_per_epoch, training_epochs
 from benchmarks.common import RESULTS, markdown_blocks, save_result, table
 
 CPU = torch.device("cpu")
@@ -85,13 +86,16 @@ def _evaluate(model, ds, norm: Normalizer) -> tuple[float, float]:
 
 def _trained(ds, norm: Normalizer, labeled: np.ndarray, cfg: TrainConfig, seed: int, precision: str
              ) -> tuple[ReferenceCNN, float]:
-    """The reference CNN trained with ``cfg`` on ``labeled`` (seed's initial weights and batch order), and the
+    """The reference CNN trained with ``cfg`` on ``labeled`` (seed's initial weights and batch order), as the engine
+    trains a round (with self-training on the rest of the training set when ``cfg.pseudo_labels``), and the
     training's seconds."""
     model = ReferenceCNN(ds.image_shape, ds.num_classes)
     init_weights(model, torch_generator(seed, 0, "init"), cfg.init)
     t0 = time.perf_counter()
-    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, CPU, precision, numpy_rng(seed, 0, "batches"),
-        torch_generator(seed, 0, "dropout"))
+    known = np.full(len(ds.y_train), -1, dtype=np.int64)
+    known[labeled] = ds.y_train[labeled]
+    fit_self_trained(model, ds.x_train, known, labeled, np.flatnonzero(known < 0), cfg, norm, CPU, precision,
+                     numpy_rng(seed, 0, "batches"), torch_generator(seed, 0, "dropout"))
     return model, time.perf_counter() - t0
 
 

@@ -324,6 +324,8 @@ LABEL_CASES: dict[str, Case] = {
     "port-out-of-range": lambda f: (_label(f, "--port", "70000"), "port = 70000 must be a TCP port"),
     "lease-negative": lambda f: (_label(f, "--lease-seconds", "-5"), "lease_seconds = -5.0 must be a number >= 1"),
     "retrain-every-zero": lambda f: (_label(f, "--retrain-every", "0"), "retrain_every = 0 must be an integer >= 1"),
+    "pseudo-labels-negative-in-toml": lambda f: (_label(f, project="pseudo_labels = -1\n"),
+                                                 "project.toml: pseudo_labels = -1 must be an integer >= 0"),
     "image-size-tiny": lambda f: (_label(f, "--image-size", "5x5"), "--image-size: 5x5 must be between 14x14"),
     "strategy-unknown": lambda f: (_label(f, "--strategy", "bogus"), "strategy 'bogus' is unknown"),
     "class-balance-unknown-in-toml": lambda f: (_label(f, project='class_balance = "focal"\n'),

@@ -45,6 +45,7 @@ def test_model_summary(capsys: pytest.CaptureFixture) -> None:
     (["run", "--schedule", "20x9,100"], "loop.schedule: '100' is not SIZExROUNDS"),
     (["run", "--schedule", "20x9", "--rounds", "3"], "give schedule, or rounds or budget, not both"),
     (["run", "--no-warm-start", "--warm-epochs", "3"], "train.warm_epochs: 3 is set but train.warm_start is off"),
+    (["run", "--pseudo-labels", "-2"], "train.pseudo_labels: -2 must be >= 0"),
 ])
 def test_errors_are_one_line_and_exit_2(args: list[str], message: str, capsys: pytest.CaptureFixture,
                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         epochs: int = 10, min_steps: int | None = None, bn_recalibration: bool = True, scoring: str = "auto",
         batch_size: int = 64, lr: float = 1e-3, lr_schedule: str = "cosine",
         init: str = "torch",
-        weight_decay: float = 0.0, augment: bool = False, class_balance: str = "none", device: str = "auto",
+        weight_decay: float = 0.0, augment: bool = False, pseudo_labels: int = 0, class_balance: str = "none",
+        device: str = "auto",
         precision: str = "auto", warm_start: bool = True, warm_epochs: int | None = None,
         imbalance: Any = None, data_dir: str | None = None, image_size: tuple[int, int] | None = None,
         full_data: str = "first-seed",
@@ -43,7 +44,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     ``warm_start`` trains each round after the first from the last round's model (the default; False
     retrains from fresh weights), for ``warm_epochs`` (unset: 30% of ``epochs``); ``scoring`` chooses
     two-stage or fp32 pool scoring; ``class_balance`` (``reweight`` or ``logit-adjust``) makes the loss
-    count rare labeled classes more, for imbalanced data (:class:`alkit.training.config.TrainConfig`).
+    count rare labeled classes more, for imbalanced data; ``pseudo_labels`` > 0 self-trains each round on that many
+    confident pseudo-labels per class from the unlabeled pool (:class:`alkit.training.config.TrainConfig`).
     ``workers > 1`` runs seeds in that many spawned processes (same results at equal threads per
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
@@ -60,7 +62,8 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         train=TrainConfig(epochs=epochs, min_steps=min_steps, bn_recalibration=bn_recalibration, scoring=scoring,
                           batch_size=batch_size, lr=lr, lr_schedule=lr_schedule,
                           init=init,
-                          weight_decay=weight_decay, augment=augment, class_balance=class_balance, device=device,
+                          weight_decay=weight_decay, augment=augment, pseudo_labels=pseudo_labels,
+                          class_balance=class_balance, device=device,
                           precision=precision, warm_start=warm_start, warm_epochs=warm_epochs),
         full_data=full_data, out=str(out), workers=workers, executor=executor, ray_address=ray_address,
         cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit)

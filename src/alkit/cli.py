@@ -88,6 +88,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fresh weights: PyTorch's default or Keras' Glorot-uniform (default: torch)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
+    g.add_argument("--pseudo-labels", type=int, default=0,
+                   help="self-training: after each round's training, the model's most confident unlabeled images, up "
+                        "to this many per predicted class, join the labeled ones with their predicted class and the "
+                        "model trains again (a pool pass and a second training per round; default: 0, off)")
     g.add_argument("--class-balance", choices=["none", "reweight", "logit-adjust"], default="none",
                    help="for imbalanced data: weigh each labeled image by its class's rarity (reweight) or add the "
                         "labeled class prior's log to the logits in the loss (logit-adjust) (default: none)")
@@ -243,7 +247,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         initial_set=args.initial_set, embedder=args.embedder, epochs=args.epochs, min_steps=args.min_steps,
         bn_recalibration=args.bn_recalibration, scoring=args.scoring, batch_size=args.batch_size, lr=args.lr,
         lr_schedule=args.lr_schedule, init=args.init, weight_decay=args.weight_decay, augment=args.augment,
-        class_balance=args.class_balance, device=args.device, precision=args.precision,
+        pseudo_labels=args.pseudo_labels, class_balance=args.class_balance, device=args.device, precision=args.precision,
         warm_start=args.warm_start, warm_epochs=args.warm_epochs, imbalance=args.imbalance, data_dir=args.data_dir,
         image_size=args.image_size,
         full_data=args.full_data,

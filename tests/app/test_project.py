@@ -134,7 +134,7 @@ def test_the_app_queries_through_the_engines_strategies(photos, strategy: str) -
 @pytest.mark.parametrize("warm_start", [True, False])
 def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_does(
         photos, warm_start: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    import alkit.app.retrain as retrain
+    import alkit.training.self_training as self_training
 
     starts = []
 
@@ -144,8 +144,8 @@ def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_doe
         starts.append((args[3].epochs, before, [v.clone() for v in model.state_dict().values()]))
         return out
 
-    real_fit = retrain.fit
-    monkeypatch.setattr(retrain, "fit", recording_fit)
+    real_fit = self_training.fit
+    monkeypatch.setattr(self_training, "fit", recording_fit)
     root, truth = photos
     p = _project(root)
     items = list(truth.items())
@@ -163,6 +163,36 @@ def test_retrains_after_the_first_continue_from_the_last_model_as_the_engine_doe
     continued = all(torch.equal(a.cpu(), b.cpu()) for a, b in zip(starts[1][1], first))
     assert continued == warm_start
     assert [m["metrics"]["warm_start"] for m in p.models()] == [False, warm_start]
+
+
+def test_pseudo_labels_come_from_the_unlabeled_pool_never_the_held_out_images(
+        photos, monkeypatch: pytest.MonkeyPatch) -> None:
+    import alkit.training.self_training as self_training
+
+    fits = []
+
+    def recording_fit(model, x, y, indices, *args, **kwargs):
+        fits.append((len(x), np.array(indices), np.array(y)[indices]))
+        return real_fit(model, x, y, indices, *args, **kwargs)
+
+    real_fit = self_training.fit
+    monkeypatch.setattr(self_training, "fit", recording_fit)
+    root, truth = photos
+    p = _project(root)
+    for name, y in list(truth.items())[:30]:
+        p.add_label(p.image_by_path(name)["id"], CLASSES[y], "a")
+    r = Retrainer(p, "margin", image_size=(28, 28), min_labels=10,
+                  train=TrainConfig(epochs=2, min_steps=8, pseudo_labels=2))
+    assert r.train_once() == 1
+    n_train = len(p.current_labels(holdout=False))
+    pool, holdout = p.unlabeled_ids()
+    assert holdout and len(fits) == 2
+    (x1, idx1, _), (x2, idx2, targets) = fits
+    assert x1 == x2 == n_train + len(pool)  # the labeled images and the strategy pool; held-out images never
+    assert idx1.tolist() == list(range(n_train))
+    n_pseudo = len(idx2) - n_train
+    assert 0 < n_pseudo <= 2 * len(CLASSES) and (targets >= 0).all() and idx2.max() >= n_train
+    assert p.models()[-1]["metrics"]["pseudo_labels"] == n_pseudo
 
 
 def test_queue_interleaves_random_holdout() -> None:

@@ -112,7 +112,7 @@ def test_extending_a_budget_reopens_the_partial_round(small_npz: Path, tmp_path:
 
 def test_extending_a_warm_run_trains_again_only_from_the_last_kept_checkpoint(small_npz: Path, tmp_path: Path,
                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import alkit.loop.units as units
+    import alkit.training.self_training as self_training
 
     trained = []
 
@@ -120,8 +120,8 @@ def test_extending_a_warm_run_trains_again_only_from_the_last_kept_checkpoint(sm
         trained.append(len(indices))
         return real_fit(model, x, y, indices, *args, **kwargs)
 
-    real_fit = units.fit
-    monkeypatch.setattr(units, "fit", recording_fit)
+    real_fit = self_training.fit
+    monkeypatch.setattr(self_training, "fit", recording_fit)
     opts = {**FAST, "rounds": None}
     alkit.run("npz", ["random"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "r", **FAST | {"rounds": 2})
     trained.clear()
@@ -173,7 +173,7 @@ def test_warm_start_budget_candidates_and_balanced(small_npz: Path, tmp_path: Pa
 
 def test_warm_epochs_train_later_rounds_shorter_from_the_last_model(small_npz: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import alkit.loop.units as units
+    import alkit.training.self_training as self_training
 
     calls = []
 
@@ -181,8 +181,8 @@ def test_warm_epochs_train_later_rounds_shorter_from_the_last_model(small_npz: P
         calls.append((len(indices), cfg.epochs, cfg.warm_epochs))
         return real_fit(model, x, y, indices, cfg, *args, **kwargs)
 
-    real_fit = units.fit
-    monkeypatch.setattr(units, "fit", recording_fit)
+    real_fit = self_training.fit
+    monkeypatch.setattr(self_training, "fit", recording_fit)
     opts = {**FAST, "rounds": 2, "epochs": 3}
     default = alkit.run("npz", ["margin"], seeds=[0], data_dir=str(small_npz), out=tmp_path / "default", **opts)
     assert calls == [(40, 3, None), (70, 1, None), (100, 1, None)]  # warm start, 30% of the epochs
@@ -295,6 +295,35 @@ def test_class_balance_reaches_training_and_the_run_fingerprint(small_npz: Path,
     capsys.readouterr()
     assert main(args + ["--out", str(tmp_path / "plain"), "--class-balance", "reweight"]) == 2
     assert "differs in: train.class_balance" in capsys.readouterr().err
+
+
+def test_pseudo_labels_train_each_round_twice_on_the_pool_and_enter_the_fingerprint(
+        small_npz: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import alkit.training.self_training as self_training
+    from alkit.cli import main
+
+    trainings = []
+
+    def recording_fit(model, x, y, indices, *args, **kwargs):
+        trainings.append((len(indices), int((y[indices] < 0).sum())))
+        return real_fit(model, x, y, indices, *args, **kwargs)
+
+    real_fit = self_training.fit
+    monkeypatch.setattr(self_training, "fit", recording_fit)
+    args = ["run", "--dataset", "npz", "--data-dir", str(small_npz), "--strategies", "margin", "--initial", "40",
+            "--query", "30", "--rounds", "1", "--epochs", "2", "--min-steps", "0", "--batch-size", "32",
+            "--full-data", "none", "--no-report", "-q", "--out", str(tmp_path / "st")]
+    assert main(args + ["--pseudo-labels", "3"]) == 0
+    # per round: the labeled images, then those plus at most 3 per class of the 10 from the unlabeled pool
+    assert [n for n, _ in trainings[::2]] == [40, 70] and all(unknown == 0 for _, unknown in trainings)
+    assert all(0 < second - first <= 30 for (first, _), (second, _) in zip(trainings[::2], trainings[1::2]))
+    assert len(trainings) == 4
+    rows = _csv(tmp_path / "st" / "rounds.csv")
+    assert [int(r["n_labeled"]) for r in rows] == [40, 70]
+    assert "pseudo_labels: 3" in (tmp_path / "st" / "config.yaml").read_text()
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "differs in: train.pseudo_labels" in capsys.readouterr().err
 
 
 def _queried(res: "alkit.api.RunResult", strategy: str, round_: int) -> list[int]:

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 
 PROJECT_KEYS = {"classes", "db", "strategy", "retrain_every", "budget", "image_size", "epochs", "host", "port",
                 "token", "lease_seconds", "import_csv", "import_folders", "min_labels", "cold_start",
-                "class_balance"}
+                "class_balance", "pseudo_labels"}
 COLD_STARTS = ("random", "typiclust", "probcover")  # alkit.app.retrain.APP_COLD_STARTS, without importing torch
 CLASS_BALANCES = ("none", "reweight", "logit-adjust")  # alkit.training.config.CLASS_BALANCES, likewise
 # (type, smallest allowed value) of each option that is a number; None: no lower bound
 _NUMBERS: dict[str, tuple[type, float | None]] = {
     "retrain_every": (int, 1), "budget": (int, 1), "epochs": (int, 1), "port": (int, 1), "min_labels": (int, 2),
-    "lease_seconds": (float, 1),
+    "lease_seconds": (float, 1), "pseudo_labels": (int, 0),
 }
 _STRINGS = ("db", "strategy", "host", "token", "import_csv", "cold_start", "class_balance")
 
@@ -81,6 +81,9 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--class-balance", choices=CLASS_BALANCES, default=None,
                    help="for imbalanced folders: the engine's class-balanced loss, reweight or logit-adjust "
                         "(default: none)")
+    p.add_argument("--pseudo-labels", type=int, default=None,
+                   help="self-training: each retrain also learns from the model's most confident unlabeled images, "
+                        "up to this many per predicted class, as alkit run --pseudo-labels (default: 0, off)")
     p.add_argument("--import-csv", help="import labels from a CSV with columns file,label")
     p.add_argument("--import-folders", action="store_true", help="images in ROOT/<class>/ take that class as a label")
     p.add_argument("--host", default=None, help="address to bind (default: 127.0.0.1; others require a token)")
@@ -150,11 +153,13 @@ def run_label(args: argparse.Namespace) -> int:
 
 
 def train_config(opts: dict[str, Any]) -> TrainConfig:
-    """The engine's training configuration for the project's options (``epochs``, ``class_balance``)."""
+    """The engine's training configuration for the project's options (``epochs``, ``class_balance``,
+    ``pseudo_labels``)."""
     from alkit.training.config import TrainConfig
 
     return TrainConfig(epochs=int(opts.get("epochs", TrainConfig.epochs)),
-                       class_balance=opts.get("class_balance", "none")).validate()
+                       class_balance=opts.get("class_balance", "none"),
+                       pseudo_labels=int(opts.get("pseudo_labels", 0))).validate()
 
 
 def serve(root: str, opts: dict[str, Any], quiet: bool = False) -> int:

@@ -27,7 +27,8 @@ from alkit.strategies import PoolPrediction, QueryContext, StrategySpec
 from alkit.strategies.cold_start import COLD_START, cold_start_set, pca_embedder
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
-from alkit.training.trainer import Normalizer, fit
+from alkit.training.self_training import fit_self_trained
+from alkit.training.trainer import Normalizer
 
 log = logging.getLogger("alkit.app")
 APP_COLD_STARTS = ("random", *COLD_START)  # the queue's order before the first model
@@ -185,15 +186,22 @@ class Retrainer:
         else:
             init_weights(model, torch_generator(self.seed, version_seed, "init"), self.train_cfg.init)
         cfg = self.train_cfg.for_warm_round() if warm else self.train_cfg
-        fit(model, x_train, y_train, np.arange(len(y_train)), cfg, norm, self.device, self.precision,
-            numpy_rng(self.seed, version_seed, "batches"),
-            torch_generator(self.seed, version_seed, "dropout", self.device))
+        x_fit, y_fit = x_train, y_train
+        if cfg.pseudo_labels:  # the unlabeled pool, never the held-out images, as self-training data
+            x_unlabeled, _ = self._arrays(self.project.unlabeled_ids()[0])
+            x_fit = np.concatenate([x_train, x_unlabeled])
+            y_fit = np.concatenate([y_train, np.full(len(x_unlabeled), -1, dtype=np.int64)])
+        _, n_pseudo = fit_self_trained(model, x_fit, y_fit, np.arange(len(y_train)), np.arange(len(y_train), len(y_fit)),
+                                       cfg, norm, self.device, self.precision,
+                                       numpy_rng(self.seed, version_seed, "batches"),
+                                       torch_generator(self.seed, version_seed, "dropout", self.device))
         if self.train_cfg.warm_start:
             self._last_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         batch = self.train_cfg.eval_batch_for(self.device, model, self.input_shape)
         holdout_labels = self.project.current_labels(holdout=True)
         x_hold, hold_ids = self._arrays(list(holdout_labels))
-        metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0, "warm_start": warm}
+        metrics: dict[str, Any] = {"n_holdout": len(hold_ids), "train_seconds": 0.0, "warm_start": warm,
+                                   "pseudo_labels": n_pseudo}
         if hold_ids:
             y_hold = np.array([index[holdout_labels[i]] for i in hold_ids])
             pred = predict_logits(model, x_hold, None, norm, self.device, "fp32", batch).argmax(1)

@@ -37,7 +37,8 @@ from alkit.models.seeded import init_weights
 from alkit.strategies import ModelOutputs, QueryContext, QueryStrategy
 from alkit.strategies.cold_start import COLD_START, cold_start_set, load_embedder
 from alkit.training.inference import predict_logits
-from alkit.training.trainer import Normalizer, fit
+from alkit.training.self_training import fit_self_trained
+from alkit.training.trainer import Normalizer
 
 ModelSpec = Callable[[tuple[int, int, int], int], nn.Module] | nn.Module | None
 
@@ -175,8 +176,9 @@ class UnitRunner:
         model = start if start is not None else self._new_model(ds, seed, round_, device)
         t0 = time.perf_counter()
         cfg = self.config.train.for_warm_round() if start is not None else self.config.train
-        loss = fit(model, ds.x_train, labels, labeled, cfg, norm, device, precision,
-                   numpy_rng(seed, round_, "batches"), torch_generator(seed, round_, "dropout", device))
+        loss, _ = fit_self_trained(model, ds.x_train, labels, labeled, np.flatnonzero(labels < 0), cfg, norm, device,
+                                   precision, numpy_rng(seed, round_, "batches"),
+                                   torch_generator(seed, round_, "dropout", device))
         train_seconds = time.perf_counter() - t0
         train = self.config.train
         batch = train.eval_batch_for(device, model, ds.image_shape)

@@ -26,7 +26,7 @@ JSON_COLUMNS = ["per_class", "confusion", "query_hist"]
 # so that a folder made by an older alkit still resumes with its original settings.
 LEGACY_DEFAULTS: dict[str, dict[str, Any]] = {"train": {"lr_schedule": "constant", "init": "glorot",
                                                          "bn_recalibration": False, "scoring": "fp32",
-                                                         "class_balance": "none"},
+                                                         "class_balance": "none", "pseudo_labels": 0},
                                                "loop": {"embedder": None}}
 
 ADDED_COLUMNS = {"scoring": "TEXT"}

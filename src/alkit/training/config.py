@@ -57,6 +57,11 @@ class TrainConfig:
     the loss adds log n_c / n to the logits (the logit-adjusted loss of Menon et al., 2021), so the
     trained logits are those of a model for balanced classes. n_c counts the round's labeled images,
     plus one, so a class not labeled yet stays finite (:func:`alkit.training.trainer.class_balance_terms`).
+    ``pseudo_labels``: self-training on the unlabeled pool. After training, the model's most confident unlabeled
+    images, up to this many per predicted class, join the labeled ones with their predicted class and the round's
+    model trains again from the same starting weights; 0 (the default) is off. It costs a pass over the pool and a
+    second, longer training per round (:mod:`alkit.training.self_training`; measured in BENCHMARKS.md,
+    ``recipe-fashion-mnist-*-pseudo-labels``).
     """
 
     epochs: int = 10
@@ -75,6 +80,7 @@ class TrainConfig:
     bn_recalibration: bool = True
     scoring: str = "auto"
     class_balance: str = "none"
+    pseudo_labels: int = 0
 
     def validate(self) -> TrainConfig:
         check_field_types(self, "train.")
@@ -84,6 +90,8 @@ class TrainConfig:
         if self.warm_epochs is not None and not self.warm_start:
             raise ConfigError(f"train.warm_epochs: {self.warm_epochs} is set but train.warm_start is off; turn "
                               "warm_start on (drop --no-warm-start) or leave warm_epochs out")
+        if self.pseudo_labels < 0:
+            raise ConfigError(f"train.pseudo_labels: {self.pseudo_labels} must be >= 0 (images per class; 0 is off)")
         if self.min_steps is not None and self.min_steps < 0:
             raise ConfigError(f"train.min_steps: {self.min_steps} must be >= 0")
         if not self.lr > 0:

@@ -117,6 +117,25 @@ def test_the_label_free_target_reads_a_run_on_todays_default_embedder_first() ->
         "random": {"seeds": 5}, "typiclust, then random": {"seeds": 3}}}}
     assert low_budget("label_free_gain")([three, five, old])[1:] == ("+6.28", ["window"])
     assert low_budget("label_free_gain")([five, three])[1:] == ("+6.28", ["window"])
+    assert low_budget("label_free_gain", warm=True)([old, new, warm])[1:] == ("+9", ["w"])
+    assert low_budget("label_free_gain", warm=True)([old, new])[0] == "not measured"
+
+
+def test_the_self_training_target_reads_the_best_pseudo_label_variant_of_its_study() -> None:
+    from benchmarks.targets import self_training_f1
+
+    variants = {"10:no:cosine:64": {"f1": 0.68, "delta_pts": None, "p": None},
+                "10:no:cosine:64:pseudo_labels=1000": {"f1": 0.705, "delta_pts": 2.5, "p": 0.01},
+                "10:aug:cosine:64:pseudo_labels=1000": {"f1": 0.69, "delta_pts": 1.0, "p": 0.3},
+                "10:aug:cosine:64": {"f1": 0.75, "delta_pts": 7.0, "p": 0.001}}
+    run = {"key": "recipe-fashion-mnist-100-pseudo-labels", "kind": "recipe",
+           "metrics": {"seeds": [0, 1, 2, 3, 4], "variants": variants}}
+    status, figure, keys = self_training_f1("fashion-mnist", 100, 0.70)([run])
+    assert (status, keys) == ("met", [run["key"]])
+    assert figure == ("`10:no:cosine:64:pseudo_labels=1000` 0.7050, +2.50 points over the default's 0.6800 on the "
+                      "same labels (p=0.010, 5 seeds)")
+    assert self_training_f1("fashion-mnist", 100, 0.71)([run])[0] == "missed"
+    assert self_training_f1("cifar10", 100, 0.70)([run])[0] == "not measured"
 
 
 def test_the_targets_name_the_embedder_that_runs_record() -> None:

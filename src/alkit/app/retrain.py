@@ -191,8 +191,8 @@ class Retrainer:
             x_unlabeled, _ = self._arrays(self.project.unlabeled_ids()[0])
             x_fit = np.concatenate([x_train, x_unlabeled])
             y_fit = np.concatenate([y_train, np.full(len(x_unlabeled), -1, dtype=np.int64)])
-        _, n_pseudo = fit_self_trained(model, x_fit, y_fit, np.arange(len(y_train)), np.arange(len(y_train), len(y_fit)),
-                                       cfg, norm, self.device, self.precision,
+        labeled, unlabeled = np.arange(len(y_train)), np.arange(len(y_train), len(y_fit))
+        _, n_pseudo = fit_self_trained(model, x_fit, y_fit, labeled, unlabeled, cfg, norm, self.device, self.precision,
                                        numpy_rng(self.seed, version_seed, "batches"),
                                        torch_generator(self.seed, version_seed, "dropout", self.device))
         if self.train_cfg.warm_start:

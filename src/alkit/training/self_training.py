@@ -4,7 +4,8 @@ After a round's model is trained on the labeled images, it labels the unlabeled 
 confident about, up to ``pseudo_labels`` per predicted class, join the labeled ones with their predicted class,
 and the model is trained again from the same starting weights (the high-confidence step of CEAL, Wang et al.,
 2016; pseudo-labels as in Lee, 2013). Pseudo-labels live only inside this training: they are not stored, the
-images stay in the pool, and strategies score the retrained model.
+images stay in the pool, and strategies score the retrained model. The pass over the pool runs in training's
+precision: it is part of training, and a selection's scores stay fp32.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ labeled set and the table gives the mean and the seed-paired difference to the f
     python -m benchmarks.recipe --study low-budget --min-steps 500 --augment no,yes --tag augment
     python -m benchmarks.recipe --labels 100 --seeds 0,1,2,3,4 --precision auto --tag levers \
         --variants 10:no:cosine:64,10:no:cosine:64:0.001:0.0005,10:aug:cosine:64:min_steps=1000
+    python -m benchmarks.recipe --labels 100 --seeds 0,1,2,3,4 --precision auto --tag pseudo-labels \
+        --variants 10:no:cosine:64,10:no:cosine:64:pseudo_labels=1000
     python -m benchmarks.recipe --smoke        # seconds, for CI (writes nothing)
 
 ``--study low-budget`` measures the training-length rule at 20 to 2,000 labels: each ``--min-steps``

@@ -88,7 +88,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="fresh weights: PyTorch's default or Keras' Glorot-uniform (default: torch)")
     g.add_argument("--weight-decay", type=float, default=0.0, help="(default: 0)")
     g.add_argument("--augment", action="store_true", help="random shifts and flips on training batches")
-    g.add_argument("--pseudo-labels", type=int, default=0,
+    g.add_argument("--pseudo-labels", type=int, default=0, metavar="N",
                    help="self-training: after each round's training, the model's most confident unlabeled images, up "
                         "to this many per predicted class, join the labeled ones with their predicted class and the "
                         "model trains again (a pool pass and a second training per round; default: 0, off)")

@@ -81,7 +81,7 @@ def add_label_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--class-balance", choices=CLASS_BALANCES, default=None,
                    help="for imbalanced folders: the engine's class-balanced loss, reweight or logit-adjust "
                         "(default: none)")
-    p.add_argument("--pseudo-labels", type=int, default=None,
+    p.add_argument("--pseudo-labels", type=int, default=None, metavar="N",
                    help="self-training: each retrain also learns from the model's most confident unlabeled images, "
                         "up to this many per predicted class, as alkit run --pseudo-labels (default: 0, off)")
     p.add_argument("--import-csv", help="import labels from a CSV with columns file,label")

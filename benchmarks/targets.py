@@ -207,7 +207,8 @@ def self_training_f1(dataset: str, labels: int, goal: float) -> Callable[..., Ou
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
         key = f"recipe-{dataset}-{labels}-pseudo-labels"
         run = next((r for r in current if r["key"] == key), None)
-        variants = {k: v for k, v in (run or {}).get("metrics", {}).get("variants", {}).items() if "pseudo_labels=" in k}
+        studied = (run or {}).get("metrics", {}).get("variants", {})
+        variants = {k: v for k, v in studied.items() if "pseudo_labels=" in k}
         if not variants:
             return NOT_MEASURED
         name, best = max(variants.items(), key=lambda kv: kv[1]["f1"])

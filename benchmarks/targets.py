@@ -201,17 +201,17 @@ def low_budget(metric: str, dataset: str = "fashion-mnist", warm: bool = False) 
 
 
 def self_training_f1(dataset: str, labels: int, goal: float) -> Callable[..., Outcome]:
-    """Mean macro-F1 of the best self-training variant (``pseudo_labels=``) of the seed-paired recipe study at
-    ``labels`` random labels (``recipe-<dataset>-<labels>-pseudo-labels``), and its paired gain over the study's
+    """Mean macro-F1 of the best self-training variant (``pseudo_labels=``) of the seed-paired recipe studies at
+    ``labels`` random labels (``recipe-<dataset>-<labels>-pseudo-labels*``), and its paired gain over its study's
     first variant, the default recipe."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
-        key = f"recipe-{dataset}-{labels}-pseudo-labels"
-        run = next((r for r in current if r["key"] == key), None)
-        studied = (run or {}).get("metrics", {}).get("variants", {})
-        variants = {k: v for k, v in studied.items() if "pseudo_labels=" in k}
-        if not variants:
+        prefix = f"recipe-{dataset}-{labels}-pseudo-labels"
+        found = [(r, k, v) for r in current if r["key"] == prefix or r["key"].startswith(prefix + "-")
+                 for k, v in r["metrics"].get("variants", {}).items() if "pseudo_labels=" in k]
+        if not found:
             return NOT_MEASURED
-        name, best = max(variants.items(), key=lambda kv: kv[1]["f1"])
+        run, name, best = max(found, key=lambda item: item[2]["f1"])
+        key = run["key"]
         first = next(iter(run["metrics"]["variants"].values()))
         figure = (f"`{name}` {best['f1']:.4f}, {best['delta_pts']:+.2f} points over the default's {first['f1']:.4f} on "
                   f"the same labels ({_p(best['p'])}, {len(run['metrics']['seeds'])} seeds)")

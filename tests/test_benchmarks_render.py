@@ -135,6 +135,13 @@ def test_the_self_training_target_reads_the_best_pseudo_label_variant_of_its_stu
     assert figure == ("`10:no:cosine:64:pseudo_labels=1000` 0.7050, +2.50 points over the default's 0.6800 on the "
                       "same labels (p=0.010, 5 seeds)")
     assert self_training_f1("fashion-mnist", 100, 0.71)([run])[0] == "missed"
+    augmented = {"key": "recipe-fashion-mnist-100-pseudo-labels-augment", "kind": "recipe",
+                 "metrics": {"seeds": [0, 1, 2], "variants": {
+                     "10:no:cosine:64": {"f1": 0.67, "delta_pts": None, "p": None},
+                     "10:aug:cosine:64:pseudo_labels=1000": {"f1": 0.71, "delta_pts": 4.0, "p": 0.02}}}}
+    other = {**augmented, "key": "recipe-fashion-mnist-1000-pseudo-labels"}
+    assert self_training_f1("fashion-mnist", 100, 0.70)([run, augmented, other])[2] == [augmented["key"]]
+    assert self_training_f1("fashion-mnist", 100, 0.70)([run, other])[2] == [run["key"]]
     assert self_training_f1("cifar10", 100, 0.70)([run])[0] == "not measured"
 
 

@@ -14,7 +14,7 @@ def test_config_diff_names_nested_settings() -> None:
     assert config_diff(old, old) == []
 
 
-OLD = {"bn_recalibration": False, "scoring": "fp32", "class_balance": "none"}  # what folders made before these fields ran with
+OLD = {"bn_recalibration": False, "scoring": "fp32", "class_balance": "none", "pseudo_labels": 0}  # what folders made before these fields ran with
 
 
 def test_a_run_folder_from_before_lr_schedule_resumes_with_constant_lr_and_glorot(tmp_path: Path) -> None:
@@ -42,7 +42,8 @@ def test_a_run_folder_from_before_the_training_rule_names_the_fields_to_set(tmp_
         store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": 0}})
         with pytest.raises(RunStoreError, match=r"differs in: train.bn_recalibration, train.min_steps, train.scoring"):
             store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": None,
-                                          "bn_recalibration": True, "scoring": "auto", "class_balance": "none"}})
+                                          "bn_recalibration": True, "scoring": "auto", "class_balance": "none",
+                                          "pseudo_labels": 0}})
         store.check_config({"train": {"lr_schedule": "cosine", "init": "torch", "min_steps": 0, **OLD}})
 
 
@@ -50,9 +51,19 @@ def test_a_run_folder_from_before_class_balance_resumes_with_plain_cross_entropy
     before = {"lr_schedule": "cosine", "init": "torch", "bn_recalibration": True, "scoring": "auto"}
     with RunStore(tmp_path / "runs.sqlite") as store:
         store.check_config({"train": before})
-        store.check_config({"train": {**before, "class_balance": "none"}})
+        store.check_config({"train": {**before, "class_balance": "none", "pseudo_labels": 0}})
         with pytest.raises(RunStoreError, match=r"differs in: train.class_balance\)"):
-            store.check_config({"train": {**before, "class_balance": "reweight"}})
+            store.check_config({"train": {**before, "class_balance": "reweight", "pseudo_labels": 0}})
+
+
+def test_a_run_folder_from_before_self_training_resumes_without_pseudo_labels(tmp_path: Path) -> None:
+    before = {"lr_schedule": "cosine", "init": "torch", "bn_recalibration": True, "scoring": "auto",
+              "class_balance": "none"}
+    with RunStore(tmp_path / "runs.sqlite") as store:
+        store.check_config({"train": before})
+        store.check_config({"train": {**before, "pseudo_labels": 0}})
+        with pytest.raises(RunStoreError, match=r"differs in: train.pseudo_labels\)"):
+            store.check_config({"train": {**before, "pseudo_labels": 1000}})
 
 
 def test_a_label_free_folder_from_before_versioned_embedders_resumes_only_on_unscaled_pca(tmp_path: Path) -> None:

@@ -193,6 +193,14 @@ def test_normalizer_standardises_and_orders_channels():
     assert norm(batch, CPU, channels_last=True).is_contiguous(memory_format=torch.channels_last)
 
 
+def test_one_channel_batches_have_plain_nchw_strides_so_a_models_view_works():
+    norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
+    out = norm(np.zeros((5, 6, 7, 1), np.uint8), CPU)
+    assert out.stride() == (42, 42, 7, 1)
+    conv = torch.nn.Conv2d(1, 4, 3)
+    conv(out).view(5, -1)  # channels-last activations (from NHWC strides) would make this raise
+
+
 def test_augment_batch_shifts_and_flips_reproducibly():
     x = torch.arange(2 * 1 * 6 * 6, dtype=torch.float32).view(2, 1, 6, 6)
     a = augment_batch(x, torch.Generator().manual_seed(0))

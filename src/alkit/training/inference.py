@@ -70,20 +70,54 @@ def _batches(n: int, indices: np.ndarray | None, batch_size: int) -> Iterator[tu
         yield start, (slice(start, start + batch_size) if indices is None else indices[start:start + batch_size])
 
 
+@contextlib.contextmanager
+def _channels_last_weights(model: nn.Module) -> Iterator[None]:
+    """The model's 4-D parameters in channels-last layout for the duration; the original tensors are put back
+    afterwards, so training later sees exactly the weights it had."""
+    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4]
+    for p, data in saved:
+        p.data = data.contiguous(memory_format=torch.channels_last)
+    try:
+        yield
+    finally:
+        for p, data in saved:
+            p.data = data
+
+
 @torch.inference_mode()
 def predict_outputs(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, normalizer: Normalizer,
                     device: torch.device, precision: str = "fp32", batch_size: int = 256,
-                    embeddings: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                    embeddings: bool = False, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (float32, N x C) of ``x[indices]`` in eval mode, and with ``embeddings`` their N x D embeddings,
-    from the same forward pass."""
+    from the same forward pass.
+
+    ``channels_last`` runs the pass with the model's convolution weights in channels-last layout (restored
+    afterwards): on a CPU, oneDNN's bf16 convolutions are faster so (BENCHMARKS.md, ``scoring-*``), though not
+    bit-identical to the contiguous pass. A model whose forward fails in that layout (``x.view`` on a
+    channels-last activation, say) is run contiguous instead.
+    """
     model.to(device).eval()
     n = len(x) if indices is None else len(indices)
+    layout = _channels_last_weights(model) if channels_last else contextlib.nullcontext()
+    with layout:
+        try:
+            return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings,
+                                    channels_last)
+        except RuntimeError:
+            if not channels_last:
+                raise
+    return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings)
+
+
+def _predict_batches(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, n: int, normalizer: Normalizer,
+                     device: torch.device, precision: str, batch_size: int,
+                     embeddings: bool, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
     run = _Embedder(model, embeddings)
     logits_out: np.ndarray | None = None
     emb_out: np.ndarray | None = None
     try:
         for start, sel in _batches(n, indices, batch_size):
-            xb = normalizer(x[sel], device)
+            xb = normalizer(x[sel], device, channels_last)
             with autocast(device, precision), reproducible_kernels(device):
                 logits, z = run(xb)
             if logits_out is None:

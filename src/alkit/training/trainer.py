@@ -36,7 +36,12 @@ class Normalizer:
                                          torch.as_tensor(self.std, device=t.device).view(1, -1, 1, 1))
         mean, std = self._on_device[t.device]
         t = (t.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
-        return t.contiguous(memory_format=torch.channels_last) if channels_last else t.contiguous()
+        if channels_last:
+            return t.contiguous(memory_format=torch.channels_last)
+        t = t.contiguous()
+        if t.stride(1) != t.shape[2] * t.shape[3]:  # one channel: NHWC strides pass as contiguous, yet convolutions
+            t = t.clone(memory_format=torch.contiguous_format)  # then return channels-last, and x.view fails on them
+        return t
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

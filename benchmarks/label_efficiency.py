@@ -12,6 +12,8 @@ folders and result (``...-warm``), to check that the strategies rank the same un
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
     python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
     python -m benchmarks.label_efficiency --protocol low-budget --schedule 20x4 --arms random,typiclust,tcm --tag window
+    python -m benchmarks.label_efficiency --protocol low-budget --schedule 20x4 --arms random --initial-sets random \
+        --augment --pseudo-labels 1000 --tag window-self-training --seeds 0,1,2,3,4
     python -m benchmarks.label_efficiency --smoke                   # seconds, for CI (writes nothing)
 
 The low-budget protocol: 20 random initial labels, +20 per round up to 200, then +100 per round up to
@@ -227,8 +229,9 @@ def low_budget(args: argparse.Namespace) -> None:
         raise SystemExit(f"--arms: {', '.join(sorted(unknown))} unknown; choose from {', '.join(ARM_NAMES)}")
     arms = {ARM_NAMES[a] for a in args.arms.split(",")} | {"random"}  # random from a random set: the reference
     base = Path(args.out or f"runs/low-budget-{args.dataset}{warm}{tag}")
+    recipe = {"augment": args.augment, "pseudo_labels": args.pseudo_labels}
     common: dict[str, Any] = dict(initial=20, schedule=schedule, full_data="none", warm_start=args.warm_start,
-                                  progress=not args.smoke, report=False)
+                                  progress=not args.smoke, report=False, **recipe)
     if args.smoke:
         seeds, schedule = [0], "20x1"
         common.update(schedule=schedule, candidates=600, epochs=1, min_steps=5)
@@ -244,7 +247,8 @@ def low_budget(args: argparse.Namespace) -> None:
         if not args.summarise_only:
             alkit.run(args.dataset, strategies, seeds, out=folders[initial_set], initial_set=initial_set, **common)
     check = base.with_name(base.name + "-epochs2")
-    if not args.summarise_only and not args.warm_start:  # one round: warm start changes nothing
+    opt_in = any(recipe.values())
+    if not args.summarise_only and not args.warm_start and not opt_in:  # one round: warm start changes nothing
         alkit.run(args.dataset, ["random"], seeds, out=check, initial=200 if not args.smoke else 40, rounds=0,
                   epochs=2 if not args.smoke else 1, full_data="none", progress=False, report=False,
                   **({"min_steps": 5} if args.smoke else {}))
@@ -258,17 +262,27 @@ def low_budget(args: argparse.Namespace) -> None:
     if (check / "runs.sqlite").exists():
         with RunStore(check / "runs.sqlite") as store:
             epochs2 = [(r["n_labeled"], r["f1_macro"]) for r in store.rounds()]
-    blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check, args.warm_start)
+    blocks, metrics = low_budget_summary(rows, args.dataset, epochs2, folders, check, args.warm_start,
+                                         recipe if opt_in else None)
     print(render_blocks(blocks))
     if not args.smoke:
         save_result(f"label-efficiency-low-budget-{args.dataset}{warm}{tag}", "label_efficiency",
                     f"Low-budget protocol: {args.dataset}, 20 to {top} labels"
-                    + (", warm start" if args.warm_start else "") + (f" ({args.tag})" if args.tag else ""),
+                    + (", warm start" if args.warm_start else "") + (f" ({args.tag})" if args.tag else "")
+                    + (f", with {_recipe_options(recipe).replace('`', '')}" if opt_in else ""),
                     blocks, metrics)
 
 
+def _recipe_options(recipe: dict[str, Any]) -> str:
+    return " ".join(["`--augment`"] * bool(recipe["augment"])
+                    + [f"`--pseudo-labels {recipe['pseudo_labels']}`"] * bool(recipe["pseudo_labels"]))
+
+
 def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[tuple[int, float]], folders: dict[str, Path],
-                       check: Path, warm_start: bool = False) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+                       check: Path, warm_start: bool = False, recipe: dict[str, Any] | None = None
+                       ) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
+    """The protocol's tables and target figures; ``recipe`` names opt-in training options every arm ran with
+    (None: the default recipe), recorded so the default-recipe targets never read such a run."""
     f1 = curves(rows, dataset, "f1_macro")
     ref = f1["random"]
     f1 = {arm: c for arm, c in f1.items() if np.array_equal(c.n_labeled, ref.n_labeled)}  # arms not yet finished: left out
@@ -316,18 +330,20 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
                                    "figure": f"lowest {margin_floor[0]:+.2f} points (at {margin_floor[1]})"}
     blocks: list[str | dict[str, Any]] = [
         "Run folders: " + ", ".join(f"`{p}`" for p in folders.values())
-        + ("" if warm_start else f", and `{check}` (the `--epochs 2` check)") + ". "
+        + ("" if warm_start or recipe else f", and `{check}` (the `--epochs 2` check)") + ". "
         "Every arm trains with the default rule (at least 50 optimizer steps per epoch, BatchNorm re-estimated on "
         "the labeled images) and scores the whole pool; the label-free initial sets use the default embedder (PCA of "
         "the standardised pixels, each row scaled to unit length). "
         + (f"Every round after the first continues from the last round's model for {WARM_EPOCHS_FRACTION:.0%} of the "
-           "epochs (warm start, alkit's default)." if warm_start else "Every round retrains from fresh weights."),
+           "epochs (warm start, alkit's default)." if warm_start else "Every round retrains from fresh weights.")
+        + (f" Every arm also trains with {_recipe_options(recipe)}, options that are off by default." if recipe else ""),
         f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
         table(["arm", "seeds", *[f"F1 {b}" for b in k], "AUBC"], curve_rows,
               [None, None, *[".4f"] * len(budgets), ".4f"]),
-        "Seed-paired difference against random sampling from a random initial set, in F1 points (p from a paired "
-        "t-test):",
-        table(["arm", *[f"Δ {b}" for b in k], "Δ AUBC"], diff_rows)]
+    ]
+    if diff_rows:
+        blocks += ["Seed-paired difference against random sampling from a random initial set, in F1 points (p from a "
+                   "paired t-test):", table(["arm", *[f"Δ {b}" for b in k], "Δ AUBC"], diff_rows)]
     if label_free:
         blocks.append(f"Label-free initial sets, mean paired gain over {lo}–{hi} labels: " + "; ".join(
             f"{arm.split(',')[0]} {g:+.2f} points (" + (f"p={p:.3f}" if p is not None else "1 seed") + ")"
@@ -343,7 +359,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
               "labels_to_random_final": labels_to_target(c.n_labeled, c.mean, float(ref.mean[-1])),
               "delta_f1": deltas.get(arm, {str(n): None for n in budgets})} for arm, c in f1.items()}}
     return blocks, {"low_budget": targets, "low_budget_curves": {dataset: summary}, "warm_start": warm_start,
-                    "embedder": DEFAULT_EMBEDDER}
+                    "embedder": DEFAULT_EMBEDDER, "recipe": recipe or {}}
 
 
 def main() -> None:
@@ -359,6 +375,8 @@ def main() -> None:
     ap.add_argument("--init", default="torch", choices=INIT_SCHEMES,
                     help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
+    ap.add_argument("--pseudo-labels", type=int, default=0,
+                    help="low-budget protocol: self-training, as alkit run --pseudo-labels (with --tag: its own result)")
     ap.add_argument("--class-balance", default="none", choices=CLASS_BALANCES,
                     help="the loss's class balance for every strategy (alkit run --class-balance)")
     ap.add_argument("--full-data", default="first-seed")

@@ -95,6 +95,24 @@ def test_the_low_budget_targets_read_the_fashion_mnist_run_only() -> None:
 
     current = [run("cifar", "cifar10", "0.2395 (3 seeds)"), run("fmnist", "fashion-mnist", "0.6879 (3 seeds)")]
     assert low_budget("random_at_100")(current) == ("missed", "0.6879 (3 seeds)", ["fmnist"])
+    assert low_budget("random_at_100", opt_in=True)(current)[0] == "not measured"
+
+
+def test_the_default_recipe_targets_never_read_a_run_with_opt_in_options() -> None:
+    from benchmarks.targets import low_budget
+
+    def run(key: str, figure: str, recipe: dict) -> dict:
+        return {"key": key, "kind": "label_efficiency", "metrics": {
+            "low_budget": {"random_at_100": {"status": "met" if figure > "0.70" else "missed", "figure": figure}},
+            "low_budget_curves": {"fashion-mnist": {}}, "recipe": recipe}}
+
+    opt_in = run("self-training", "0.7108 (5 seeds)", {"augment": True, "pseudo_labels": 1000})
+    plain = run("window", "0.6926 (5 seeds)", {"augment": False, "pseudo_labels": 0})
+    older = {**plain, "key": "older", "metrics": {k: v for k, v in plain["metrics"].items() if k != "recipe"}}
+    for current in ([opt_in, plain], [plain, opt_in]):
+        assert low_budget("random_at_100")(current) == ("missed", "0.6926 (5 seeds)", ["window"])
+        assert low_budget("random_at_100", opt_in=True)(current) == ("met", "0.7108 (5 seeds)", ["self-training"])
+    assert low_budget("random_at_100")([opt_in, older])[2] == ["older"]
 
 
 def test_the_label_free_target_reads_a_run_on_todays_default_embedder_first() -> None:

@@ -150,50 +150,42 @@ def test_model_outputs_are_cached_and_independent_of_who_asks_first() -> None:
     assert first.seconds > 0
 
 
+
 class _ViewNet(nn.Module):
     """A user model that flattens with ``view``, which fails on channels-last activations."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.conv, self.fc = nn.Conv2d(1, 4, 3), nn.Linear(4 * 26 * 26, 10)
+        self.conv, self.fc, self.drop = nn.Conv2d(1, 4, 3), nn.Linear(4 * 26 * 26, 10), nn.Dropout(0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.conv(x).view(x.size(0), -1))
+        return self.fc(self.drop(self.conv(x).view(x.size(0), -1)))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_channels_last_pass_matches_and_puts_the_weights_back(precision: str) -> None:
-    model, x = _cnn(), _images(40)
-    before = {name: (p.data_ptr(), p.detach().clone()) for name, p in model.named_parameters()}
-    plain = predict_logits(model, x, None, NORM, CPU, precision, 16)
-    fast = predict_outputs(model, x, None, NORM, CPU, precision, 16, channels_last=True)[0]
+def test_cpu_passes_feed_channels_last_batches_with_the_nchw_results(precision: str) -> None:
+    model = ReferenceCNN((32, 32, 3), 10)
+    init_weights(model, torch.Generator().manual_seed(0))
+    x = np.random.default_rng(1).integers(0, 256, size=(20, 32, 32, 3), dtype=np.uint8)
+    norm = Normalizer(np.array([0.5, 0.4, 0.3], np.float32), np.array([0.25, 0.2, 0.3], np.float32))
+    seen = []
+    hook = model.register_forward_pre_hook(
+        lambda _m, inp: seen.append(inp[0].is_contiguous(memory_format=torch.channels_last)
+                                    and not inp[0].is_contiguous()))
+    fast = predict_logits(model, x, None, norm, CPU, precision, 8)
+    assert seen == [True] * 3
+    plain = predict_outputs(model, x, None, norm, CPU, precision, 8, channels_last=False)[0]
+    hook.remove()
+    assert seen[3:] == [False] * 3
     np.testing.assert_allclose(fast, plain, atol=0.05 if precision == "bf16" else 1e-4)
-    for name, p in model.named_parameters():
-        assert p.data_ptr() == before[name][0] and torch.equal(p, before[name][1])
-        assert p.is_contiguous()
-    model.train()
-    model(torch.zeros(2, 1, 28, 28)).sum().backward()  # the weights are not inference tensors
 
 
-def test_a_model_that_fails_channels_last_runs_contiguous() -> None:
+def test_a_model_that_fails_on_channels_last_runs_on_nchw_batches() -> None:
     torch.manual_seed(0)
     model, x = _ViewNet(), _images()
-    plain = predict_logits(model, x, None, NORM, CPU, "fp32", 5)
-    np.testing.assert_array_equal(predict_outputs(model, x, None, NORM, CPU, "fp32", 5, channels_last=True)[0], plain)
-
-
-def test_two_stages_cheap_pass_runs_channels_last_on_a_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    import alkit.loop.outputs as outputs
-
-    layouts = []
-    real = outputs.predict_outputs
-
-    def spy(*args, channels_last=False, **kwargs):
-        layouts.append((args[5], channels_last))
-        return real(*args, channels_last=channels_last, **kwargs)
-
-    monkeypatch.setattr(outputs, "predict_outputs", spy)
-    out = model_outputs(_cnn(), _images(), NORM, CPU, 4, seed=0, round_=1, cheap_precision="bf16")
-    out.cheap_logits(np.arange(6))
-    out.logits(np.arange(6))
-    assert layouts == [("bf16", True), ("fp32", False)]
+    plain = predict_outputs(model, x, None, NORM, CPU, "fp32", 5, channels_last=False)[0]
+    np.testing.assert_array_equal(predict_logits(model, x, None, NORM, CPU, "fp32", 5), plain)
+    first = mc_dropout_logits(model, x, None, NORM, CPU, 3, torch.Generator().manual_seed(4), 4, 5)
+    np.testing.assert_array_equal(mc_dropout_logits(model, x, None, NORM, CPU, 3, torch.Generator().manual_seed(4),
+                                                    4, 5), first)
+    assert len({first[:, :, t].tobytes() for t in range(3)}) == 3

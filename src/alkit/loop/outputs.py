@@ -20,8 +20,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                   seed: int, round_: int, cheap_precision: str | None = None,
                   cheap_batch_size: int | None = None) -> ModelOutputs:
     """Outputs of ``model`` on rows of ``x``, computed on first use; with ``cheap_precision`` (``bf16``) a
-    cheap logits pass for two-stage scoring as well, in batches of ``cheap_batch_size`` (default ``batch_size``),
-    with the weights in channels-last layout on a CPU, where that measured faster."""
+    cheap logits pass for two-stage scoring as well, in batches of ``cheap_batch_size`` (default ``batch_size``)."""
 
     def forward(idx: np.ndarray, embeddings: bool) -> tuple[np.ndarray, np.ndarray | None]:
         return predict_outputs(model, x, idx, normalizer, device, "fp32", batch_size, embeddings)
@@ -32,8 +31,7 @@ def model_outputs(model: nn.Module, x: np.ndarray, normalizer: Normalizer, devic
                                  batch_size)
 
     def cheap(idx: np.ndarray) -> np.ndarray:
-        return predict_outputs(model, x, idx, normalizer, device, cheap_precision, cheap_batch_size or batch_size,
-                               channels_last=device.type == "cpu")[0]
+        return predict_outputs(model, x, idx, normalizer, device, cheap_precision, cheap_batch_size or batch_size)[0]
 
     return ModelOutputs(forward, mc, cheap if cheap_precision else None)
 

@@ -70,48 +70,31 @@ def _batches(n: int, indices: np.ndarray | None, batch_size: int) -> Iterator[tu
         yield start, (slice(start, start + batch_size) if indices is None else indices[start:start + batch_size])
 
 
-@contextlib.contextmanager
-def _channels_last_weights(model: nn.Module) -> Iterator[None]:
-    """The model's 4-D parameters in channels-last layout for the duration; the original tensors are put back
-    afterwards, so training later sees exactly the weights it had."""
-    saved = [(p, p.data) for p in model.parameters() if p.dim() == 4]
-    for p, data in saved:
-        p.data = data.contiguous(memory_format=torch.channels_last)
-    try:
-        yield
-    finally:
-        for p, data in saved:
-            p.data = data
-
-
 @torch.inference_mode()
 def predict_outputs(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, normalizer: Normalizer,
                     device: torch.device, precision: str = "fp32", batch_size: int = 256,
-                    embeddings: bool = False, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                    embeddings: bool = False, channels_last: bool | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Logits (float32, N x C) of ``x[indices]`` in eval mode, and with ``embeddings`` their N x D embeddings,
     from the same forward pass.
 
-    ``channels_last`` runs the pass with the model's convolution weights in channels-last layout (restored
-    afterwards): on a CPU, oneDNN's bf16 convolutions are faster so (BENCHMARKS.md, ``scoring-*``), though not
-    bit-identical to the contiguous pass. A model whose forward fails in that layout (``x.view`` on a
-    channels-last activation, say) is run contiguous instead.
+    ``channels_last`` (default: on a CPU) feeds the batches in channels-last layout, the layout the images are
+    stored in: oneDNN's CPU convolutions run faster on it (BENCHMARKS.md, ``scoring-*``). A model whose forward
+    fails on channels-last activations (``x.view`` after a convolution, say) is run on NCHW batches instead.
     """
     model.to(device).eval()
     n = len(x) if indices is None else len(indices)
-    layout = _channels_last_weights(model) if channels_last else contextlib.nullcontext()
-    with layout:
-        try:
-            return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings,
-                                    channels_last)
-        except RuntimeError:
-            if not channels_last:
-                raise
-    return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings)
+    layout = device.type == "cpu" if channels_last is None else channels_last
+    try:
+        return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings, layout)
+    except RuntimeError:
+        if not layout:
+            raise
+    return _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings, False)
 
 
 def _predict_batches(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, n: int, normalizer: Normalizer,
                      device: torch.device, precision: str, batch_size: int,
-                     embeddings: bool, channels_last: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+                     embeddings: bool, channels_last: bool) -> tuple[np.ndarray, np.ndarray | None]:
     run = _Embedder(model, embeddings)
     logits_out: np.ndarray | None = None
     emb_out: np.ndarray | None = None
@@ -199,7 +182,8 @@ def mc_dropout_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | Non
     """``samples`` stochastic forward passes with dropout on and BatchNorm in eval mode: float32 N x C x T.
 
     Masks come from ``generator`` (and ``seed`` for plain ``nn.Dropout``), so the same generator state gives
-    the same samples. Raises :class:`StrategyError` for a model without dropout.
+    the same samples. Batches are channels-last on a CPU, as in :func:`predict_outputs`. Raises
+    :class:`StrategyError` for a model without dropout.
     """
     if samples < 1:
         raise StrategyError(f"MC-dropout samples={samples} must be >= 1")
@@ -208,11 +192,25 @@ def mc_dropout_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | Non
                             "would all be equal; use a model with dropout, or a strategy that needs no MC samples")
     model.to(device)
     n = len(x) if indices is None else len(indices)
+    layout = device.type == "cpu"
+    state = generator.get_state()
+    try:
+        return _mc_batches(model, x, indices, n, normalizer, device, samples, generator, seed, batch_size, layout)
+    except RuntimeError:
+        if not layout:
+            raise
+    generator.set_state(state)
+    return _mc_batches(model, x, indices, n, normalizer, device, samples, generator, seed, batch_size, False)
+
+
+def _mc_batches(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, n: int, normalizer: Normalizer,
+                device: torch.device, samples: int, generator: torch.Generator, seed: int, batch_size: int,
+                channels_last: bool) -> np.ndarray:
     out: np.ndarray | None = None
     stem, rest = _mc_split(model)
     with _mc_mode(model, generator, seed):
         for start, sel in _batches(n, indices, batch_size):
-            xb = normalizer(x[sel], device)
+            xb = normalizer(x[sel], device, channels_last)
             with reproducible_kernels(device):
                 h = stem(xb) if start else _stem_without_dropout(model, stem, xb)
                 draws = torch.stack([rest(h).float() for _ in range(samples)], dim=2)

@@ -336,7 +336,8 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
         "the standardised pixels, each row scaled to unit length). "
         + (f"Every round after the first continues from the last round's model for {WARM_EPOCHS_FRACTION:.0%} of the "
            "epochs (warm start, alkit's default)." if warm_start else "Every round retrains from fresh weights.")
-        + (f" Every arm also trains with {_recipe_options(recipe)}, options that are off by default." if recipe else ""),
+        + (f" Every arm also trains with {_recipe_options(recipe)}, options that are off by default."
+           if recipe else ""),
         f"Macro-F1 on the test set, mean over seeds, at each budget; AUBC over {budgets[0]}–{budgets[-1]}:",
         table(["arm", "seeds", *[f"F1 {b}" for b in k], "AUBC"], curve_rows,
               [None, None, *[".4f"] * len(budgets), ".4f"]),
@@ -376,7 +377,8 @@ def main() -> None:
                     help="initial weights; glorot resumes run folders made before torch became the default")
     ap.add_argument("--augment", action="store_true")
     ap.add_argument("--pseudo-labels", type=int, default=0,
-                    help="low-budget protocol: self-training, as alkit run --pseudo-labels (with --tag: its own result)")
+                    help="low-budget protocol: self-training, as alkit run --pseudo-labels "
+                         "(with --tag: its own result)")
     ap.add_argument("--class-balance", default="none", choices=CLASS_BALANCES,
                     help="the loss's class balance for every strategy (alkit run --class-balance)")
     ap.add_argument("--full-data", default="first-seed")

@@ -6,6 +6,7 @@ compared with the fp32 baseline's (selection fidelity) for margin and entropy.
 
     python -m benchmarks.scoring                 # 60,000-image Fashion-MNIST pool, on the CPU
     python -m benchmarks.scoring --device cuda   # the same on a GPU (section "scoring-cuda")
+    python -m benchmarks.scoring --dataset cifar10 --pool 20000   # RGB images (section "scoring-cifar10-*")
     python -m benchmarks.scoring --smoke         # a few seconds, for CI (writes nothing)
 
 On the CPU, bf16 is emulated unless the CPU has AVX512-BF16 or AMX, so it runs on a tenth of the pool;
@@ -151,13 +152,16 @@ def main() -> None:
     ap.add_argument("--pool", type=int, default=60_000)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    ap.add_argument("--dataset", default="fashion-mnist", help="the pool's dataset (default: fashion-mnist; the "
+                                                                "targets read that one)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, no BENCHMARKS.md update")
     args = ap.parse_args()
     if args.smoke:
         args.pool, args.repeats = 2_000, 1
     dev = resolve_device(args.device)
     on_cpu = dev.type == "cpu"
-    ds = alkit.load_dataset("fashion-mnist", progress=False)
+    ds = alkit.load_dataset(args.dataset, progress=False)
+    args.pool = min(args.pool, len(ds.x_train))
     x = ds.x_train[: args.pool]
     norm = Normalizer(*ds.channel_stats())
     model = ReferenceCNN(ds.image_shape, 10)
@@ -171,10 +175,8 @@ def main() -> None:
     bf16_pool = max(args.pool // 10, 500) if on_cpu and not cpu_has_native_bf16() else args.pool
 
     def predict(net: torch.nn.Module, batch: int, precision: str = "fp32", n: int = args.pool,
-                layout: bool = False) -> np.ndarray:
+                layout: bool | None = None) -> np.ndarray:
         return predict_outputs(net, x[:n], None, norm, dev, precision, batch, channels_last=layout)[0]
-
-    cheap_layout = on_cpu  # two-stage's cheap pass runs channels-last on a CPU (alkit.loop.outputs)
 
     def prepare(make: Callable[[], torch.nn.Module]) -> tuple[torch.nn.Module, float]:
         t0 = time.perf_counter()
@@ -198,16 +200,15 @@ def main() -> None:
         "alkit predict_logits, batch 128 (the baseline's batch: alkit's code alone)": (
             lambda: predict(model, 128), args.pool),
         "alkit predict_logits, batch 1024": (lambda: predict(model, 1024), args.pool),
+        f"alkit predict_logits, NCHW batches, batch {default_batch}": (
+            lambda: predict(model, default_batch, layout=False), args.pool),
         "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
         "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),
         "torch.compile (inductor), batch 256": (lambda: predict(compiled, 256), args.pool),
-        f"alkit predict_logits, bf16 autocast, batch {bf16_batch}": (
+        f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)": (
             lambda: predict(model, bf16_batch, "bf16", bf16_pool), bf16_pool),
-    }
-    if cheap_layout:
-        cheap_name = f"alkit predict_logits, bf16 autocast, channels-last, batch {bf16_batch} (two-stage's cheap pass)"
-        variants[cheap_name] = (lambda: predict(model, bf16_batch, "bf16", bf16_pool, True), bf16_pool)
-    variants |= {
+        f"alkit predict_logits, bf16 autocast, NCHW batches, batch {bf16_batch}": (
+            lambda: predict(model, bf16_batch, "bf16", bf16_pool, False), bf16_pool),
     }
     quantize_seconds = None
     if on_cpu:
@@ -231,8 +232,7 @@ def main() -> None:
     model.to(dev)
     staged = two_stage_rows(model, x, norm, dev, k, ref, args.repeats, args.pool / base_rate + select_seconds,
                             ds.image_shape)
-    sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n,
-                                                                        cheap_layout and precision == "bf16"),
+    sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n),
                                     lambda n: baseline_logits(model, x[:n], norm, 128, dev), bf16_pool == args.pool,
                                     {"fp32": default_batch, "bf16": bf16_batch},
                                     n=min(SWEEP_IMAGES, args.pool), turns=1 if args.smoke else SWEEP_TURNS)
@@ -250,9 +250,10 @@ def main() -> None:
               if bf16_pool != args.pool else "")
     quantize = (f", int8 quantisation {quantize_seconds:.1f} s (calibrated on the 1,000 labeled images)"
                 if quantize_seconds is not None else "")
-    title = f"Pool scoring throughput on {'the CPU' if on_cpu else dev.type.upper()}"
-    body = f"""Pool: the first {args.pool:,} Fashion-MNIST training images on {dev}; the reference CNN trained 5 epochs on
-1,000 labels; best of {args.repeats} runs per variant{subset}. Softmax + scoring + top-{k} over the pool takes
+    other = args.dataset != "fashion-mnist"
+    title = f"Pool scoring throughput on {'the CPU' if on_cpu else dev.type.upper()}" + (f", {args.dataset}" * other)
+    body = f"""Pool: the first {args.pool:,} {args.dataset} training images on {dev}; the reference CNN trained 5 epochs
+on 1,000 labels; best of {args.repeats} runs per variant{subset}. Softmax + scoring + top-{k} over the pool takes
 {select_seconds * 1000:.0f} ms per strategy.
 
 {chr(10).join(table)}
@@ -273,8 +274,7 @@ baseline's.
 {chr(10).join(staged["table"])}
 
 Scoring batch per precision: alkit's `predict_logits` on the first {min(SWEEP_IMAGES, args.pool):,} images, speed
-relative to the baseline loop, each setting's fastest of {SWEEP_TURNS} interleaved turns{
-", bf16 in channels-last layout as two-stage's cheap pass runs it" if cheap_layout else ""}. On a CPU alkit sizes the
+relative to the baseline loop, each setting's fastest of {SWEEP_TURNS} interleaved turns. On a CPU alkit sizes the
 batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of the L3 cache
 ({(l3_cache_bytes() or 0) / 2**20:.0f} MiB here): {default_batch} in fp32 and {bf16_batch} in bf16 (marked *).
 
@@ -283,8 +283,9 @@ batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of 
     print(body)
     exact = {name: overlap(name, "margin") == "100.0%" and overlap(name, "entropy") == "100.0%" for name, _ in rows}
     default = next(name for name, _ in rows if "(default path" in name)
-    metrics = {"device": dev.type, "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
-                                                    "exact": exact[default]},
+    metrics = {"device": dev.type, "dataset": args.dataset,
+               "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
+                                "exact": exact[default]},
                "fastest_exact": max(rate / base_rate for name, rate in rows if exact[name]),
                "two_stage": staged["metrics"],
                "batch_sweep": {"chosen": {"fp32": default_batch, "bf16": bf16_batch}, "speed": sweep_data}}
@@ -293,7 +294,8 @@ batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of 
         metrics["default_path"] = {"variant": "two-stage (bf16 pass, fp32 shortlist)", "speedup": worst["speedup"],
                                    "exact": all(m["identical"] for m in staged["metrics"].values())}
     if not args.smoke:
-        save_result(device_key("scoring", dev), "scoring", title, markdown_blocks(body), metrics)
+        save_result(device_key("scoring" + (f"-{args.dataset}" if other else ""), dev), "scoring", title,
+                    markdown_blocks(body), metrics)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def _by_machine(current: list[dict[str, Any]], kind: str, want: str) -> list[dic
 
 def scoring_speedup(want: str, goal: float) -> Callable[..., Outcome]:
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
-        runs = _by_machine(current, "scoring", want)
+        runs = [r for r in _by_machine(current, "scoring", want)
+                if r["metrics"].get("dataset", "fashion-mnist") == "fashion-mnist"]
         if not runs:
             return NOT_MEASURED
         run = runs[-1]

@@ -195,6 +195,22 @@ def test_the_end_to_end_target_reads_the_arm_that_ran_todays_defaults() -> None:
     assert default_arm(no_default["metrics"]) is None and evaluate([no_default]) == ("not measured", "–", [])
 
 
+def test_the_scoring_target_reads_fashion_mnist_runs_only() -> None:
+    from benchmarks.targets import scoring_speedup
+
+    def run(key: str, speedup: float, dataset: str | None) -> dict:
+        metrics = {"default_path": {"speedup": speedup, "exact": True}}
+        if dataset:
+            metrics["dataset"] = dataset
+        return {"key": key, "kind": "scoring", "command": "python -m benchmarks.scoring",
+                "machine": {"isa": "avx512-bf16", "gpu": None, "cores": 2}, "metrics": metrics}
+
+    older, cifar = run("scoring-cpu-avx512-bf16", 2.04, None), run("scoring-cifar10-cpu-avx512-bf16", 1.29, "cifar10")
+    assert scoring_speedup("avx512-bf16", 2.5)([older, cifar]) == ("missed", "2.04x, identical selection", [older["key"]])
+    fmnist = run("scoring-cpu-avx512-bf16", 2.6, "fashion-mnist")
+    assert scoring_speedup("avx512-bf16", 2.5)([cifar, fmnist, cifar])[0] == "met"
+
+
 def test_markdown_blocks_and_tables_round_trip() -> None:
     body = "Intro line\nsecond line.\n\n| a | b |\n|---|---|\n| 1 | x |\n\nAfter."
     blocks = markdown_blocks(body)

@@ -38,10 +38,9 @@ class Normalizer:
         t = (t.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
         if channels_last:
             return t.contiguous(memory_format=torch.channels_last)
-        t = t.contiguous()
-        if t.stride(1) != t.shape[2] * t.shape[3]:  # one channel: NHWC strides pass as contiguous, yet convolutions
-            t = t.clone(memory_format=torch.contiguous_format)  # then return channels-last, and x.view fails on them
-        return t
+        # not .contiguous(): with one channel, NHWC strides pass as contiguous, convolutions then return
+        # channels-last activations, and a model's x.view fails on them
+        return t.clone(memory_format=torch.contiguous_format)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -224,6 +224,8 @@ def low_budget(args: argparse.Namespace) -> None:
     schedule = args.schedule or "20x9,100x3"
     warm = "-warm" if args.warm_start else ""
     tag = f"-{args.tag}" if args.tag else ""
+    if args.pseudo_labels < 0:
+        raise SystemExit(f"--pseudo-labels: {args.pseudo_labels} must be >= 0 (images per class; 0 is off)")
     unknown = set(args.arms.split(",")) - set(ARM_NAMES)
     if unknown:
         raise SystemExit(f"--arms: {', '.join(sorted(unknown))} unknown; choose from {', '.join(ARM_NAMES)}")

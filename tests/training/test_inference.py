@@ -9,7 +9,7 @@ from torch import nn
 from alkit.errors import StrategyError
 from alkit.loop.outputs import model_outputs
 from alkit.models import ReferenceCNN
-from alkit.models.seeded import init_weights
+from alkit.models.seeded import SeededDropout, init_weights
 from alkit.training.inference import mc_dropout_logits, predict_logits, predict_outputs
 from alkit.training.trainer import Normalizer
 
@@ -189,3 +189,27 @@ def test_a_model_that_fails_on_channels_last_runs_on_nchw_batches() -> None:
     np.testing.assert_array_equal(mc_dropout_logits(model, x, None, NORM, CPU, 3, torch.Generator().manual_seed(4),
                                                     4, 5), first)
     assert len({first[:, :, t].tobytes() for t in range(3)}) == 3
+
+
+class _DropThenFlatten(nn.Module):
+    """Dropout draws its masks before the flattening; ``view`` then fails on channels-last activations."""
+
+    def __init__(self, flatten_with_view: bool) -> None:
+        super().__init__()
+        self.conv, self.drop, self.fc = nn.Conv2d(1, 4, 3), SeededDropout(0.5), nn.Linear(4 * 26 * 26, 10)
+        self.view = flatten_with_view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.conv(x))
+        return self.fc(h.view(len(h), -1) if self.view else h.reshape(len(h), -1))
+
+
+def test_mc_dropout_retried_on_nchw_batches_draws_the_masks_a_first_try_would() -> None:
+    torch.manual_seed(0)
+    failing = _DropThenFlatten(flatten_with_view=True)
+    twin = _DropThenFlatten(flatten_with_view=False)
+    twin.load_state_dict(failing.state_dict())
+    x = _images()
+    retried = mc_dropout_logits(failing, x, None, NORM, CPU, 3, torch.Generator().manual_seed(4), 4, 5)
+    direct = mc_dropout_logits(twin, x, None, NORM, CPU, 3, torch.Generator().manual_seed(4), 4, 5)
+    np.testing.assert_allclose(retried, direct, atol=1e-5)

@@ -1,17 +1,26 @@
 #!/usr/bin/env bash
-# The GPU benchmarks as one short script, for a lent GPU machine that has PyTorch but no internet.
+# The GPU benchmarks as short scripts, for a lent GPU machine that has PyTorch but no internet.
 #
-#   bash benchmarks/gpu.sh prepare   # here, in the README's environment: copies the four Fashion-MNIST
-#                                    # files and the wheels alkit needs beyond PyTorch's usual company into
-#                                    # .devdata/ (git-ignored, about 30 MB), to be carried to the GPU machine
-#   bash benchmarks/gpu.sh run       # there, from the repository root with .devdata/ beside it: the CUDA
-#                                    # tests (pytest -m cuda), scoring on CUDA (with two-stage), MC-dropout
-#                                    # samples, the end-to-end run with alkit on its default path (auto) and
-#                                    # in fp32, then parallel seeds (4 workers); saves the results
-#                                    # scoring-cuda, mc-dropout-cuda, end-to-end-cuda-*, workers-cuda under
-#                                    # benchmarks/results/, and copies them (after each step) and the log
-#                                    # to $OUT when that is set
+#   bash benchmarks/gpu.sh prepare         # here, in the README's environment: copies the four Fashion-MNIST
+#                                          # files and the wheels alkit needs beyond PyTorch's usual company
+#                                          # into .devdata/ (git-ignored, about 30 MB), to carry to the GPU machine
+#   bash benchmarks/gpu.sh prepare-cifar   # here: codes CIFAR-10 losslessly into .devdata/cifar/part0..2
+#                                          # (25, 57 and 30 MB; benchmarks/devdata.py), one part per call
+#   bash benchmarks/gpu.sh stash           # there: keeps the carried CIFAR parts in /tmp for a later call
+#   bash benchmarks/gpu.sh run             # there, from the repository root with .devdata/ beside it: the steps
+#                                          # in GPU_STEPS (default: all but cifar-field), each saving its
+#                                          # results under benchmarks/results/ and copying them and the log
+#                                          # to $OUT when that is set
 #
+# Steps: tests (pytest -m cuda), scoring (pool scoring on CUDA, with two-stage), mc (MC-dropout samples),
+# e2e (the standard run with alkit's default path and from scratch, vs the plain loop), e2e-default (the
+# default path only), e2e-bf16, workers (parallel seeds, 4 workers), and cifar-field: CIFAR-10 from the
+# stashed and carried parts, then the field's strategies (random, margin, bald, coreset, badge; 3 seeds,
+# 1k -> 10k by 1k, 20 epochs with augmentation, warm start) and random and margin at +500 per round, one
+# unit per (seed, strategy) so that all share the GPU (through MPS where it starts), each run stopped
+# after CIFAR_TIMEOUT seconds (default 480); their run stores come back as cifar-*.sqlite.
+#
+# Only the results written by this run are copied to $OUT (a call brings back at most 8 files).
 # Copy the result files back into benchmarks/results/ here and run python -m benchmarks.render. Where git
 # is absent, ALKIT_BENCH_COMMIT names the commit the results record.
 # Arguments after "run" go to every benchmark: "run --smoke" checks the script in seconds and writes
@@ -19,6 +28,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEV=.devdata
+STASH=/tmp/alkit-cifar-parts
 
 prepare() {
     local py=${PYTHON:-python}
@@ -30,41 +40,105 @@ print(found["train_images"].parent if found else "")')
         echo "gpu.sh: Fashion-MNIST is not on this machine; run 'alkit fetch fashion-mnist' first" >&2
         exit 2
     fi
-    rm -rf "$DEV" && mkdir -p "$DEV/data/fashion-mnist" "$DEV/whl"
+    rm -rf "$DEV/data" "$DEV/whl" && mkdir -p "$DEV/data/fashion-mnist" "$DEV/whl"
     cp "$src"/*-ubyte* "$DEV/data/fashion-mnist/"
     "$py" -m pip download -q --no-deps --only-binary=:all: -d "$DEV/whl" \
         "platformdirs==$("$py" -c 'import platformdirs; print(platformdirs.__version__)')"
     du -sh "$DEV"
 }
 
+prepare_cifar() {
+    rm -rf "$DEV/cifar"
+    "${PYTHON:-python}" -m benchmarks.devdata pack --out "$DEV/cifar" --part-mb 25,57
+}
+
+stash() {
+    mkdir -p "$STASH"
+    cp "$DEV"/cifar/part*/cifar-* "$STASH/"
+    ls -la "$STASH"
+}
+
+cifar_field() {
+    local device=$1 out=$2 log=$3
+    shift 3
+    local parts=("$DEV"/cifar/part*)
+    [[ -d "$STASH" ]] && parts+=("$STASH")
+    python3 -m benchmarks.devdata unpack --parts "${parts[@]}" --to "$ALKIT_DATA" 2>&1 | tee -a "$log"
+    if [[ "$device" == cuda* ]] && command -v nvidia-cuda-mps-control > /dev/null && [[ "${ALKIT_GPU_MPS:-1}" == 1 ]]; then
+        nvidia-cuda-mps-control -d 2>&1 | tee -a "$log" || true
+        if timeout 60 python3 -c 'import torch; assert torch.ones(8, device="cuda").sum().item() == 8'; then
+            echo "MPS: on" | tee -a "$log"
+        else
+            echo "MPS: the check failed; off" | tee -a "$log"
+            echo quit | nvidia-cuda-mps-control || true
+        fi
+    fi
+    local common=(--dataset cifar10 --seeds 0,1,2 --epochs 20 --augment --warm-start --full-data none --unit strategy)
+    # each run's parent gets one torch thread per worker (threads // workers)
+    OMP_NUM_THREADS=15 timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency "${common[@]}" \
+        --strategies random,margin,bald,coreset,badge --workers 15 --out runs/bench-cifar10-field-warm "$@" \
+        > "$out/cifar-field.log" 2>&1 &
+    local field=$!
+    OMP_NUM_THREADS=6 timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency "${common[@]}" \
+        --strategies random,margin --query 500 --workers 6 --out runs/bench-cifar10-q500-warm "$@" \
+        > "$out/cifar-q500.log" 2>&1 &
+    local q500=$! status=()
+    wait $field && status+=(0) || status+=($?)
+    wait $q500 && status+=(0) || status+=($?)
+    echo "cifar-field exit ${status[0]}, cifar-q500 exit ${status[1]} (124: stopped at CIFAR_TIMEOUT) $(date +%T)" | tee -a "$log"
+    pkill -9 -f multiprocessing.spawn || true
+    local i=0 name
+    for name in field q500; do
+        local run=runs/bench-cifar10-$name-warm
+        if [[ -f $run/runs.sqlite ]]; then
+            python3 -c 'import sqlite3, sys; a = sqlite3.connect(sys.argv[1]); b = sqlite3.connect(sys.argv[2]); a.backup(b)' \
+                "$run/runs.sqlite" "$out/cifar-$name.sqlite"
+            if [[ ${status[$i]} != 0 ]]; then  # a finished run saved its result; a stopped one is summarised here
+                python3 -m benchmarks.label_efficiency --from-run "$run" "$@" 2>&1 | tail -n 30 | tee -a "$log" || true
+            fi
+        fi
+        i=$((i + 1))
+    done
+}
+
 run() {
     local out=${OUT:-/tmp/alkit-gpu} device=${ALKIT_GPU_DEVICE:-cuda}
-    mkdir -p "$out"
+    local steps=${GPU_STEPS:-tests,scoring,mc,e2e,e2e-bf16,workers}
+    mkdir -p "$out/results"
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/alkit-site "$DEV"/whl/*.whl
     export PYTHONPATH="/tmp/alkit-site:src:.${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     export ALKIT_DATA="$PWD/$DEV/data"
-    local rc=0 log="$out/gpu.log"
+    local rc=0 log="$out/gpu.log" since=/tmp/alkit-gpu-since
     : > "$log"
+    touch "$since"
     if command -v nvidia-smi > /dev/null; then nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee -a "$log"; fi
     python3 -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__)' | tee -a "$log"
-    if [[ "$device" == cuda* ]]; then
-        python3 -m pytest -q -p no:cacheprovider -m cuda tests/training/test_cuda.py 2>&1 | tee -a "$log" || rc=1
-    fi
-    mkdir -p "$out/results"
-    python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
-    python3 -m benchmarks.mc_dropout --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
-    cp benchmarks/results/*.json "$out/results/"
-    python3 -m benchmarks.end_to_end --device "$device" --arms default,scratch "$@" 2>&1 | tee -a "$log" || rc=1
-    cp benchmarks/results/*.json "$out/results/"
-    python3 -m benchmarks.end_to_end --device "$device" --precision bf16 --arms default "$@" 2>&1 | tee -a "$log" || rc=1
-    cp benchmarks/results/*.json "$out/results/"
-    python3 -m benchmarks.workers --workers 4 --rounds 5 --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1
-    cp benchmarks/results/*.json "$out/results/"
+    local step
+    for step in ${steps//,/ }; do
+        echo "== $step $(date +%T)" | tee -a "$log"
+        case $step in
+            tests) if [[ "$device" == cuda* ]]; then
+                       python3 -m pytest -q -p no:cacheprovider -m cuda tests/training/test_cuda.py 2>&1 | tee -a "$log" || rc=1
+                   fi ;;
+            scoring) python3 -m benchmarks.scoring --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            mc) python3 -m benchmarks.mc_dropout --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            e2e) python3 -m benchmarks.end_to_end --device "$device" --arms default,scratch "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            e2e-default) python3 -m benchmarks.end_to_end --device "$device" --arms default "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            e2e-bf16) python3 -m benchmarks.end_to_end --device "$device" --precision bf16 --arms default "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            workers) python3 -m benchmarks.workers --workers 4 --rounds 5 --device "$device" "$@" 2>&1 | tee -a "$log" || rc=1 ;;
+            cifar-field) cifar_field "$device" "$out" "$log" "$@" || rc=1 ;;
+            *) echo "gpu.sh: unknown step '$step'" | tee -a "$log"; rc=2 ;;
+        esac
+        find benchmarks/results -maxdepth 1 -name '*.json' -newer "$since" -exec cp {} "$out/results/" \;
+    done
+    echo "== done $(date +%T)" | tee -a "$log"
     return $rc
 }
 
 case "${1:-}" in
     prepare) prepare ;;
+    prepare-cifar) prepare_cifar ;;
+    stash) stash ;;
     run) shift; run "$@" ;;
-    *) echo "usage: bash benchmarks/gpu.sh prepare|run" >&2; exit 2 ;;
+    *) echo "usage: bash benchmarks/gpu.sh prepare|prepare-cifar|stash|run" >&2; exit 2 ;;
 esac

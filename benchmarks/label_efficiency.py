@@ -9,6 +9,8 @@ folders and result (``...-warm``), to check that the strategies rank the same un
     python -m benchmarks.label_efficiency --dataset fashion-mnist --seeds 0,1,2 --max-labels 10000
     python -m benchmarks.label_efficiency --dataset fashion-mnist-imbalanced --seeds 0,1,2
     python -m benchmarks.label_efficiency --dataset cifar10 --seeds 0,1,2 --epochs 20 --augment
+    python -m benchmarks.label_efficiency --dataset cifar10 --strategies random,margin,bald,coreset,badge --epochs 20 \
+        --augment --warm-start --full-data none --workers 15 --unit strategy --out runs/bench-cifar10-field-warm  # GPU
     python -m benchmarks.label_efficiency --from-run runs/fmnist   # summarise an existing run folder
     python -m benchmarks.label_efficiency --protocol low-budget --seeds 0,1,2,3,4
     python -m benchmarks.label_efficiency --protocol low-budget --schedule 20x4 --arms random,typiclust,tcm --tag window
@@ -385,7 +387,12 @@ def main() -> None:
                     help="the loss's class balance for every strategy (alkit run --class-balance)")
     ap.add_argument("--full-data", default="first-seed")
     ap.add_argument("--out", default=None)
-    ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel (same results)")
+    ap.add_argument("--query", type=int, default=1000,
+                    help="standard protocol: labels per round (default 1000; 500 halves the query batch)")
+    ap.add_argument("--workers", type=int, default=1, help="processes running units in parallel (same results)")
+    ap.add_argument("--unit", choices=["seed", "strategy"], default="seed",
+                    help="one unit of parallel work per seed, or per (seed, strategy) for more workers than seeds "
+                         "(alkit run --unit)")
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
     ap.add_argument("--protocol", choices=["standard", "low-budget"], default="standard",
                     help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round to 200, "
@@ -411,12 +418,12 @@ def main() -> None:
     if args.from_run:
         run_dir = args.from_run
     else:
-        kw: dict[str, Any] = dict(initial=1000, query=1000, rounds=(args.max_labels - 1000) // 1000,
+        kw: dict[str, Any] = dict(initial=1000, query=args.query, rounds=(args.max_labels - 1000) // args.query,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,
                                   lr_schedule=args.lr_schedule, init=args.init,
                                   augment=args.augment, class_balance=args.class_balance,
                                   full_data=args.full_data, warm_start=args.warm_start,
-                                  workers=args.workers)
+                                  workers=args.workers, unit=args.unit)
         if args.smoke:
             kw.update(initial=60, query=60, rounds=1, candidates=600, epochs=1, min_steps=0, full_data="none")
         run_dir = Path(args.out or f"runs/bench-{args.dataset}" + ("-warm" if args.warm_start else "")

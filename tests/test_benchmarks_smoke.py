@@ -233,7 +233,7 @@ def test_gpu_script_parses_and_rejects_unknown_commands() -> None:
     script = ROOT / "benchmarks" / "gpu.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
     out = subprocess.run(["bash", str(script), "nonsense"], capture_output=True, text=True)
-    assert out.returncode == 2 and "usage: bash benchmarks/gpu.sh prepare|run" in out.stderr
+    assert out.returncode == 2 and "usage: bash benchmarks/gpu.sh prepare|prepare-cifar|stash|run" in out.stderr
 
 
 @pytest.mark.slow

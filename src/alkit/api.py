@@ -26,7 +26,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
         imbalance: Any = None, data_dir: str | None = None, image_size: tuple[int, int] | None = None,
         full_data: str = "first-seed",
         out: str | Path = "runs/alkit", model: ModelSpec = None, workers: int = 1, executor: str = "local",
-        ray_address: str | None = None, cpus_per_unit: float = 1.0, gpus_per_unit: float = 0.0,
+        ray_address: str | None = None, cpus_per_unit: float = 1.0, gpus_per_unit: float = 0.0, unit: str = "seed",
         progress: bool = True, report: bool = True) -> RunResult:
     """Run active learning on a grid of datasets x strategies x seeds and write a report.
 
@@ -50,7 +50,9 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
     process); call it under ``if __name__ == "__main__":`` and give a module-level factory, as
     with a DataLoader's workers. ``executor="ray"`` runs the units as Ray tasks, on a local Ray (started
     with this machine's CPUs) or the cluster at ``ray_address``, with ``cpus_per_unit`` and
-    ``gpus_per_unit`` resources each; only this process writes the run folder.
+    ``gpus_per_unit`` resources each; only this process writes the run folder. A unit of work is one seed
+    with all its strategies (``unit="seed"``, which trains round 0 once for them all), or one strategy of
+    one seed (``unit="strategy"``: seeds x strategies units, for more workers than seeds, e.g. on a GPU).
     """
     names = [dataset] if isinstance(dataset, str) else list(dataset)
     config = ExperimentConfig(
@@ -66,7 +68,7 @@ def run(dataset: str | Sequence[str] = "fashion-mnist", strategies: Sequence[str
                           class_balance=class_balance, device=device,
                           precision=precision, warm_start=warm_start, warm_epochs=warm_epochs),
         full_data=full_data, out=str(out), workers=workers, executor=executor, ray_address=ray_address,
-        cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit)
+        cpus_per_unit=cpus_per_unit, gpus_per_unit=gpus_per_unit, unit=unit)
     return run_config(config, model=model, progress=progress, report=report,
                       embedder=None if isinstance(embedder, str) else embedder)
 

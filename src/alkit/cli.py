@@ -124,9 +124,13 @@ def _add_executor_options(p: argparse.ArgumentParser, defaults: bool = True) -> 
     g.add_argument("--ray-address", default=None,
                    help="Ray cluster to join (auto, or HEAD:6379); default: start a local Ray with this machine's CPUs")
     g.add_argument("--cpus-per-unit", type=float, default=1.0 if defaults else None,
-                   help="Ray: CPUs (and torch threads) per (dataset, seed) unit (default: 1)")
+                   help="Ray: CPUs (and torch threads) per unit (default: 1)")
     g.add_argument("--gpus-per-unit", type=float, default=0.0 if defaults else None,
                    help="Ray: GPUs per unit; fractions share a GPU, e.g. 0.25 runs 4 units on one (default: 0)")
+    g.add_argument("--unit", choices=["seed", "strategy"], default="seed" if defaults else None,
+                   help="what one unit of parallel work is: seed (every strategy of a seed; round 0 is trained "
+                        "once for them all) or strategy (one strategy of one seed: seeds x strategies units, to "
+                        "keep more workers busy, each training its own round 0) (default: seed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -253,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         full_data=args.full_data,
         out=args.out, workers=args.workers, executor=args.executor, ray_address=args.ray_address,
-        cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, progress=not args.quiet,
+        cpus_per_unit=args.cpus_per_unit, gpus_per_unit=args.gpus_per_unit, unit=args.unit, progress=not args.quiet,
         report=not args.no_report)
     return _finish(result)
 
@@ -265,7 +269,8 @@ def _cmd_experiment(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.out:
         config.out = args.out
-    overrides = {k: getattr(args, k) for k in ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
+    overrides = {k: getattr(args, k) for k in ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit",
+                                               "unit")
                  if getattr(args, k) is not None}
     if overrides:
         for k, v in overrides.items():

@@ -7,6 +7,8 @@ from torch import nn
 
 import alkit
 from alkit.errors import ConfigError
+from alkit.loop.config import DatasetSpec, ExperimentConfig
+from alkit.loop.experiment import Experiment
 from alkit.storage.run_store import RunStore
 from tests.loop.test_experiment import FAST, _assert_same_results
 
@@ -61,3 +63,31 @@ def test_a_worker_error_reaches_the_caller_and_a_dead_worker_is_named(small_npz:
     with pytest.raises(alkit.errors.RunStoreError, match="a worker process died .* run the same command again"):
         alkit.run("npz", seeds=[0, 1], data_dir=str(small_npz), out=tmp_path / "dead", workers=2,
                   model=_dying_factory, **FAST)
+
+
+def test_per_strategy_units_give_the_per_seed_results_in_worker_processes(small_npz: Path, tmp_path: Path) -> None:
+    # unit="strategy": each (seed, strategy) trains its own round 0, from the same initial set, weights and batches
+    grid = dict(strategies=["random", "margin", "coreset"], seeds=[0, 1], data_dir=str(small_npz), model=_tiny_factory,
+                **FAST)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alkit.run("npz", out=tmp_path / "seed", **grid)
+        res = alkit.run("npz", out=tmp_path / "strategy", unit="strategy", workers=3, **grid)
+    finally:
+        torch.set_num_threads(threads)
+    _assert_same_results(tmp_path / "seed" / "rounds.csv", tmp_path / "strategy" / "rounds.csv")
+    assert (tmp_path / "seed" / "queries.csv").read_text() == (tmp_path / "strategy" / "queries.csv").read_text()
+    assert len(res.rows) == 3 * 2 * 4
+    with pytest.raises(ConfigError, match="unit 'round' is unknown"):
+        alkit.run("npz", out=tmp_path / "bad", unit="round", **grid)
+
+
+@pytest.mark.parametrize("unit, expected", [("seed", [(0, None), (1, None)]),
+                                            ("strategy", [(0, "random"), (0, "margin"), (1, "random"), (1, "margin")])])
+def test_the_units_of_work_are_seeds_or_seed_strategy_pairs(unit: str, expected: list, tmp_path: Path) -> None:
+    config = ExperimentConfig(datasets=[DatasetSpec("fashion-mnist")], strategies=["random", "margin"], seeds=[0, 1],
+                              unit=unit)
+    exp = Experiment(config, tmp_path / "r", progress=False)
+    exp.loaded = {"fashion-mnist": None}
+    assert [(u.seed, u.strategy) for u in exp.units() if not u.full_data] == expected

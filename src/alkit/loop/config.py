@@ -25,7 +25,8 @@ FULL_DATA = ("none", "first-seed", "all-seeds")
 INITIAL_SETS = ("random", "balanced", *COLD_START)
 EXECUTORS = ("local", "processes", "ray")
 # where and how units run: never part of the results' fingerprint
-EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit")
+EXECUTION_FIELDS = ("workers", "executor", "ray_address", "cpus_per_unit", "gpus_per_unit", "unit")
+UNITS = ("seed", "strategy")
 
 
 @dataclass
@@ -176,6 +177,7 @@ class ExperimentConfig:
     ray_address: str | None = None
     cpus_per_unit: float = 1.0
     gpus_per_unit: float = 0.0
+    unit: str = "seed"
     source: str = field(default="config", repr=False, compare=False)  # where it was read from, for errors
 
     def validate(self, where: str = "config") -> ExperimentConfig:
@@ -228,6 +230,9 @@ class ExperimentConfig:
                               f"got {self.workers!r}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"{where}: executor '{self.executor}' is unknown; choose {', '.join(EXECUTORS)}")
+        if self.unit not in UNITS:
+            raise ConfigError(f"{where}: unit '{self.unit}' is unknown; choose seed (every strategy of a seed in one "
+                              "unit, sharing round 0's model) or strategy (one unit per seed and strategy)")
         if self.executor == "ray" and self.workers > 1:
             raise ConfigError(f"{where}: workers={self.workers} is for the processes executor; with executor ray, "
                               "Ray schedules the units (set cpus_per_unit instead)")

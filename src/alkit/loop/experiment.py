@@ -76,7 +76,9 @@ class Experiment:
         return loaded
 
     def units(self) -> list[Unit]:
-        return [Unit(key, seed) for key in self.loaded for seed in self.config.seeds] \
+        """Per (dataset, seed), or per (dataset, seed, strategy) with ``unit: strategy``; then the full-data ones."""
+        per = self.labels if self.config.unit == "strategy" else [None]
+        return [Unit(key, seed, strategy=label) for key in self.loaded for seed in self.config.seeds for label in per] \
             + [Unit(key, seed, True) for key in self.loaded for seed in self._full_data_seeds()]
 
     def _runner(self) -> UnitRunner:
@@ -118,8 +120,8 @@ class Experiment:
             _write_config(self.config, self.out_dir / "config.yaml")  # only once the store has accepted it
             store.save_classes({key: list(ds.classes) for key, ds in datasets.items()})
             units = self.units()
-            per_seed = len(self.labels) * (self.config.loop.n_rounds() + 1)
-            total = sum(1 if u.full_data else per_seed for u in units)
+            rounds = self.config.loop.n_rounds() + 1
+            total = sum(1 if u.full_data else rounds * (1 if u.strategy else len(self.labels)) for u in units)
             with progress_bar(total, store.count(), self.progress) as bar:
                 self.executor.run(runner, units, folder, bar)
             store.export_csv(self.out_dir / "rounds.csv")

@@ -31,7 +31,8 @@ class RunFolder:
     def resume(self, unit: Unit) -> Resume:
         if unit.full_data:
             return Resume(full_done=self.store.has_full_data(unit.dataset, unit.seed))
-        rounds = {name: self.store.rounds(unit.dataset, name, unit.seed) for name in self.strategies}
+        rounds = {name: self.store.rounds(unit.dataset, name, unit.seed) for name in self.strategies
+                  if unit.strategy in (None, name)}
         checkpoints = {}
         if self.warm_start:
             for name, done in rounds.items():

@@ -1,6 +1,7 @@
 """Units of work of an experiment, and the records they produce.
 
-A unit is one (dataset, seed): every strategy's rounds, or that seed's full-data reference.
+A unit is one (dataset, seed): every strategy's rounds, or that seed's full-data reference; with
+``unit: strategy`` in the config, one (dataset, seed, strategy), so that more units run side by side.
 :meth:`UnitRunner.run` takes what the run folder already holds for the unit (a
 :class:`Resume`) and yields records, an initial set, each committed round, the full-data
 row, which only the driver writes to the run store. So a unit runs the same in this
@@ -9,7 +10,9 @@ process, in a worker process or on a Ray node, and touches no file.
 Per (dataset, seed) every strategy starts from the same initial set and the same initial
 weights (paired seeds). Per round, the model trained on a given labeled set is trained once,
 and its outputs (logits, embeddings, MC-dropout samples) are computed once, then shared by
-all strategies whose labeled set is identical (always the case in round 0).
+all strategies of the unit whose labeled set is identical (always the case in round 0). A
+per-strategy unit trains its own round 0 from the same initial set, weights and batch order, so
+on a CPU its rounds equal those of a per-seed unit bit for bit.
 """
 from __future__ import annotations
 
@@ -48,6 +51,7 @@ class Unit:
     dataset: str
     seed: int
     full_data: bool = False
+    strategy: str | None = None  # one strategy label, or None for every strategy of the seed
 
 
 @dataclass
@@ -157,7 +161,7 @@ class UnitRunner:
                 yield FullData({"dataset": unit.dataset, "seed": unit.seed, "n_labeled": len(ds.y_train),
                                 **trained.metrics, "train_seconds": trained.train_seconds})
             return
-        yield from self._run_seed(unit.dataset, ds, norm, unit.seed, resume, say, device, precision)
+        yield from self._run_seed(unit, ds, norm, resume, say, device, precision)
 
     # ------------------------------------------------------------------------------------------
     def _new_model(self, ds: Dataset, seed: int, round_: int, device: torch.device) -> nn.Module:
@@ -198,10 +202,11 @@ class UnitRunner:
         model.load_state_dict(torch.load(io.BytesIO(state), map_location=device, weights_only=True))
         return model
 
-    def _run_seed(self, key: str, ds: Dataset, norm: Normalizer, seed: int, resume: Resume, say: Progress,
+    def _run_seed(self, unit: Unit, ds: Dataset, norm: Normalizer, resume: Resume, say: Progress,
                   device: torch.device, precision: str) -> Iterator[Record]:
+        key, seed = unit.dataset, unit.seed
         loop, n_rounds = self.config.loop, self.config.loop.n_rounds()
-        strategies = self.strategies()
+        strategies = {label: s for label, s in self.strategies().items() if unit.strategy in (None, label)}
         oracle = self.oracle_factory(ds)
         init = resume.initial
         if init is None:

@@ -77,6 +77,18 @@ def _delta_cell(d: list[float | None] | None) -> str:
     return f"{d[0]:+.2f} pts (" + (f"p={d[1]:.3f}" if d[1] is not None else "1 seed, no p") + ")"
 
 
+def finished_strategies(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """The dataset's rows without the strategies that no seed ran to the last round, and those strategies with
+    the most labels they reached: a run stopped part-way keeps its finished strategies comparable."""
+    mine = [r for r in rows if r["dataset"] == dataset]
+    final = max((r["round"] for r in mine), default=0)
+    reached: dict[str, int] = {}
+    for r in mine:
+        reached[r["strategy"]] = max(reached.get(r["strategy"], 0), r["n_labeled"])
+    done = {r["strategy"] for r in mine if r["round"] == final}
+    return [r for r in mine if r["strategy"] in done], {s: n for s, n in sorted(reached.items()) if s not in done}
+
+
 def complete_seeds(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[str, Any]], list[int]]:
     """The rows of seeds that finished every round for every strategy, and the seeds left out.
 
@@ -101,7 +113,8 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
     train = config.get("train", {})
     metrics: dict[str, Any] = {"datasets": {}, "warm_start": bool(train.get("warm_start", False))}
     for ds in sorted({r["dataset"] for r in all_rows}):
-        rows, partial = complete_seeds(all_rows, ds)
+        rows, stopped = finished_strategies(all_rows, ds)
+        rows, partial = complete_seeds(rows, ds)
         f1 = curves(rows, ds, "f1_macro")
         acc = curves(rows, ds, "accuracy")
         budgets = [n for n in budgets_wanted if any(n in c.n_labeled for c in f1.values())]
@@ -127,6 +140,10 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
                       f"{fd['accuracy']:.4f}." if fd else "Full-data reference: not run.")
         if partial:
             blocks.append(f"Seeds {partial} have not finished every round and are left out.")
+        if stopped:
+            summary["stopped"] = stopped
+            blocks.append("Stopped before the last round and left out: " + ", ".join(
+                f"{s} (to {n:,} labels)" for s, n in stopped.items()) + ".")
         if "minority_recall" in next(iter(summary["strategies"].values())):
             pool = (f" (they are {MINORITY_POOL_SHARE:.1%} of the pool, the share random sampling converges to)"
                     if ds == "fashion-mnist-imbalanced" else "")

@@ -71,10 +71,11 @@ def gradient_embedding_factors(probs: np.ndarray) -> np.ndarray:
     return a
 
 
-def gradient_sq_distances(a: np.ndarray, z: np.ndarray, j: int) -> np.ndarray:
+def gradient_sq_distances(a: np.ndarray, z: np.ndarray, j: int, norms: np.ndarray | None = None) -> np.ndarray:
     """||g_i - g_j||^2 for every i, where g_i = a_i (outer) z_i, without forming any g:
-    <g_i, g_j> = <a_i, a_j> * <z_i, z_j>."""
-    norms = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", z, z)
+    <g_i, g_j> = <a_i, a_j> * <z_i, z_j>. ``norms``: the |g_i|^2, to compute them once for many j."""
+    if norms is None:
+        norms = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", z, z)
     return np.maximum(norms + norms[j] - 2.0 * (a @ a[j]) * (z @ z[j]), 0.0)
 
 
@@ -92,7 +93,7 @@ def badge_select(probs: np.ndarray, z: np.ndarray, k: int, rng: np.random.Genera
     z = np.asarray(z, dtype=np.float64)
     norms = np.einsum("ij,ij->i", a, a) * np.einsum("ij,ij->i", z, z)
     chosen = [int(np.argmax(norms))]
-    d2 = gradient_sq_distances(a, z, chosen[0])
+    d2 = gradient_sq_distances(a, z, chosen[0], norms)
     free = np.ones(n, dtype=bool)
     free[chosen[0]] = False
     while len(chosen) < k:
@@ -101,7 +102,7 @@ def badge_select(probs: np.ndarray, z: np.ndarray, k: int, rng: np.random.Genera
         pick = int(rng.choice(n, p=w / total)) if total > 0 else int(rng.choice(np.flatnonzero(free)))
         chosen.append(pick)
         free[pick] = False
-        np.minimum(d2, gradient_sq_distances(a, z, pick), out=d2)
+        np.minimum(d2, gradient_sq_distances(a, z, pick, norms), out=d2)
     return np.asarray(chosen, dtype=np.int64)
 
 

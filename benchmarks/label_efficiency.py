@@ -35,6 +35,7 @@ random labels (BENCHMARKS.md, "Training recipe: cifar10, 10,000 labels").
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,8 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
         all_rows, full, config = store.rounds(), store.full_data(), store.config() or {}
     blocks: list[str | dict[str, Any]] = []
     train = config.get("train", {})
-    metrics: dict[str, Any] = {"datasets": {}, "warm_start": bool(train.get("warm_start", False))}
+    metrics: dict[str, Any] = {"datasets": {}, "warm_start": bool(train.get("warm_start", False)),
+                               "query": (config.get("loop") or {}).get("query", 1000)}
     for ds in sorted({r["dataset"] for r in all_rows}):
         rows, stopped = finished_strategies(all_rows, ds)
         rows, partial = complete_seeds(rows, ds)
@@ -411,6 +413,9 @@ def main() -> None:
                     help="one unit of parallel work per seed, or per (seed, strategy) for more workers than seeds "
                          "(alkit run --unit)")
     ap.add_argument("--from-run", type=Path, help="summarise this run folder instead of running")
+    ap.add_argument("--machine-from", type=Path,
+                    help="with --from-run: record the machine and commit of this result file instead of this "
+                         "machine's, for a folder whose rounds ran there (e.g. on a GPU machine, beside that result)")
     ap.add_argument("--protocol", choices=["standard", "low-budget"], default="standard",
                     help="standard: 1k initial, +1k per round; low-budget: 20 initial, +20 per round to 200, "
                          "+100 to 500 (see above)")
@@ -450,8 +455,12 @@ def main() -> None:
     blocks, metrics = summarise(run_dir)
     print(render_blocks(blocks))
     if not args.smoke:
-        save_result(f"label-efficiency-{run_dir.name}", "label_efficiency", f"Label efficiency: {run_dir.name}",
-                    blocks, metrics)
+        path = save_result(f"label-efficiency-{run_dir.name}", "label_efficiency", f"Label efficiency: {run_dir.name}",
+                           blocks, metrics)
+        if args.machine_from:
+            there, saved = json.loads(args.machine_from.read_text()), json.loads(path.read_text())
+            saved.update(machine=there["machine"], commit=there["commit"])
+            path.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
 
 
 if __name__ == "__main__":

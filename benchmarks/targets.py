@@ -37,26 +37,29 @@ def _p(p: float | None) -> str:
     return f"p={p:.3f}" if p is not None else "1 seed"
 
 
-def protocol_runs_at(current: list[dict[str, Any]], dataset: str, budget: int, field: str = "delta_f1"
-                     ) -> list[dict[str, Any]]:
-    """The protocol results (retrained from scratch) with paired ``field`` differences vs random at ``budget`` on
-    ``dataset``, keeping only those with the most seeds, so a one-seed run never outranks a three-seed one."""
+def protocol_runs_at(current: list[dict[str, Any]], dataset: str, budget: int, field: str = "delta_f1",
+                     warm: bool = False, query: int = 1000) -> list[dict[str, Any]]:
+    """The protocol results (retrained from scratch, or under warm start with ``warm``; ``query`` labels per round)
+    with paired ``field`` differences vs random at ``budget`` on ``dataset``, keeping only those with the most
+    seeds, so a one-seed run never outranks a three-seed one."""
     found = []
     for r in current:
         ds = r["metrics"].get("datasets", {}).get(dataset) if r["kind"] == "label_efficiency" else None
-        if ds and not r["metrics"].get("warm_start") and _best_delta(ds, budget, field):
+        if (ds and bool(r["metrics"].get("warm_start")) == warm and r["metrics"].get("query", 1000) == query
+                and _best_delta(ds, budget, field)):
             found.append((min(s["seeds"] for s in ds["strategies"].values()), r))
     most = max((seeds for seeds, _ in found), default=0)
     return [r for seeds, r in found if seeds == most]
 
 
-def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1") -> Callable[..., Outcome]:
+def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1", warm: bool = False,
+              query: int = 1000) -> Callable[..., Outcome]:
     """The largest paired gain over random at ``budget`` among the strategies of every protocol result with the most
     seeds there (strategies run in separate folders, e.g. the study's four and the field's, each paired with its
     own random)."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
         best = None
-        for run in protocol_runs_at(current, dataset, budget, field):
+        for run in protocol_runs_at(current, dataset, budget, field, warm, query):
             name, (diff, p) = _best_delta(run["metrics"]["datasets"][dataset], budget, field)
             if best is None or diff > best[1]:
                 best = (name, diff, p, run)
@@ -168,7 +171,8 @@ def end_to_end(want: str, goal: float) -> Callable[..., Outcome]:
         ratio = arm["wall_s"] / m["plain_wall_s"]
         short = arm["largest_f1_shortfall_pts"]
         seeds = len(m.get("seeds", [0]))
-        figure = (f"{ratio:.2f}x the plain loop's time; F1 at most {short:.1f} points under it "
+        shown = f"{ratio:.2f}" if round(ratio, 2) != goal else f"{ratio:.3f}"  # 0.505 is not shown as the goal
+        figure = (f"{shown}x the plain loop's time; F1 at most {short:.1f} points under it "
                   f"({seeds} seed{'s' if seeds > 1 else ''})")
         return ("met" if ratio <= goal and short <= 0.3 else "missed", figure, [run["key"]])
     return evaluate
@@ -246,6 +250,10 @@ TARGETS = (
     Target(15, "Fashion-MNIST: labels the best strategy needs for random's 10k F1", "≤ 4,000",
            labels_needed("fashion-mnist", 4000)),
     Target(15, "CIFAR-10: best strategy − random at 10k", "≥ +2 F1 points", best_gain("cifar10", 10000, 2.0)),
+    Target(15, "CIFAR-10: best strategy − random at 10k, under alkit's default warm start", "≥ +2 F1 points",
+           best_gain("cifar10", 10000, 2.0, warm=True)),
+    Target(15, "CIFAR-10: best strategy − random at 10k, +500 per round, warm start", "≥ +2 F1 points",
+           best_gain("cifar10", 10000, 2.0, warm=True, query=500)),
     Target(15, "Imbalanced Fashion-MNIST: best strategy − random at 5k", "≥ +7 F1 points",
            best_gain("fashion-mnist-imbalanced", 5000, 7.0)),
     Target(15, "Imbalanced Fashion-MNIST: minority recall gain at 5k", "≥ +15 points",

@@ -78,6 +78,21 @@ def test_the_gain_target_takes_the_best_strategy_of_every_run_with_the_most_seed
     assert target.evaluate([study, run("one-seed", 4.0, 1), run("warm", 4.0, 3, warm=True)])[2] == ["study"]
 
 
+def test_the_warm_start_and_query_size_gain_rows_read_only_their_own_runs() -> None:
+    from benchmarks.targets import best_gain
+
+    def run(key: str, gain: float, warm: bool, query: int | None) -> dict:
+        metrics = {**_label_efficiency(gain, None), "warm_start": warm} | ({"query": query} if query else {})
+        return {"key": key, "kind": "label_efficiency", "metrics": metrics}
+
+    current = [run("scratch", 0.9, False, None), run("warm", 1.6, True, 1000), run("q500", 2.7, True, 500),
+               run("scratch-q500", 3.0, False, 500)]
+    assert best_gain("fashion-mnist", 5000, 2.0)(current)[2] == ["scratch"]
+    assert best_gain("fashion-mnist", 5000, 2.0, warm=True)(current)[::2] == ("missed", ["warm"])
+    assert best_gain("fashion-mnist", 5000, 2.0, warm=True, query=500)(current)[::2] == ("met", ["q500"])
+    assert best_gain("fashion-mnist", 5000, 2.0, warm=True, query=500)(current[:2])[0] == "not measured"
+
+
 def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
     ds = _label_efficiency(2.0, 3000)["datasets"]["fashion-mnist"]
     runs = [{"key": "warm", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "warm_start": True}},

@@ -229,6 +229,18 @@ def test_complete_seeds_leaves_out_a_seed_that_stopped_early() -> None:
     assert complete_seeds(rows, "other") == ([rows[-1]], [])
 
 
+def test_a_strategy_that_no_seed_finished_is_left_out_and_named() -> None:
+    from benchmarks.label_efficiency import finished_strategies
+
+    rows = [{"dataset": "d", "strategy": s, "seed": seed, "round": r, "n_labeled": 1000 * (r + 1)}
+            for s, last in (("random", 9), ("margin", 9), ("badge", 1)) for seed in (0, 1) for r in range(last + 1)]
+    kept, stopped = finished_strategies(rows + [{"dataset": "other", "strategy": "x", "seed": 0, "round": 0,
+                                                 "n_labeled": 5}], "d")
+    assert stopped == {"badge": 2000}
+    assert {r["strategy"] for r in kept} == {"random", "margin"} and len(kept) == 40
+    assert finished_strategies(rows, "none") == ([], {})
+
+
 def test_gpu_script_parses_and_rejects_unknown_commands() -> None:
     script = ROOT / "benchmarks" / "gpu.sh"
     assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0

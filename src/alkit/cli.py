@@ -109,8 +109,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                         "--seeds or strategies extend it (default: runs/alkit)")
     p.add_argument("--workers", type=int, default=1,
                    help="processes that run seeds (and the full-data reference) in parallel, writing to the same "
-                        "run folder; with --unit strategy, (seed, strategy) pairs. Each gets an equal share of the CPU threads (results equal a one-process run "
-                        "with that many threads); on a GPU they share it (default: 1)")
+                        "run folder; with --unit strategy, (seed, strategy) pairs. Each gets an equal share of the "
+                        "CPU threads (results equal a one-process run with that many threads); on a GPU they share "
+                        "it (default: 1)")
     _add_executor_options(p)
     p.add_argument("--no-report", action="store_true", help="skip writing the HTML/Markdown report")
 

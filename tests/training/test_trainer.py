@@ -212,6 +212,20 @@ def test_augment_batch_shifts_and_flips_reproducibly():
     assert torch.equal(augment_batch(const, torch.Generator().manual_seed(1)), const)
 
 
+def test_augment_batch_is_each_image_flipped_then_windowed_from_the_padded_image() -> None:
+    # the reference from the definition, per image, with the generator's draws in the same order
+    x = torch.randn(9, 3, 8, 7)
+    out = augment_batch(x, torch.Generator().manual_seed(3), pad=2)
+    g = torch.Generator().manual_seed(3)
+    flip = torch.rand(9, generator=g) < 0.5
+    dy, dx = torch.randint(0, 5, (9,), generator=g), torch.randint(0, 5, (9,), generator=g)
+    for i in range(9):
+        img = x[i].flip(2) if flip[i] else x[i]
+        padded = torch.nn.functional.pad(img[None], (2, 2, 2, 2), mode="replicate")[0]
+        assert torch.equal(out[i], padded[:, dy[i]:dy[i] + 8, dx[i]:dx[i] + 7])
+    assert out.is_contiguous() and flip.any() and not flip.all() and len(set(dy.tolist())) > 1
+
+
 def test_predict_logits_matches_subsets_and_runs_in_eval_mode():
     x, _ = _quadrant_data(50)
     norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))

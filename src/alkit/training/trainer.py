@@ -65,14 +65,20 @@ def reproducible_kernels(device: torch.device) -> Iterator[None]:
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
-    """Random shifts by up to ``pad`` pixels and horizontal flips, drawn from ``generator``."""
-    n, _, h, w = x.shape
+    """Random shifts by up to ``pad`` pixels and horizontal flips, drawn from ``generator``.
+
+    The shifted windows are two gathers (rows, then columns) on the batch's device: no per-image loop and no
+    copy of the draws to the host, so a GPU step never waits for the CPU here."""
+    n, c, h, w = x.shape
+    dev = x.device
     flip = torch.rand(n, generator=generator, device=generator.device) < 0.5
-    x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(3), x)
+    x = torch.where(flip.to(dev).view(-1, 1, 1, 1), x.flip(3), x)
     padded = nn.functional.pad(x, (pad, pad, pad, pad), mode="replicate")
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).tolist()
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).tolist()
-    return torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=generator.device).to(dev)
+    rows = (dy[:, None] + torch.arange(h, device=dev)).view(n, 1, h, 1).expand(n, c, h, w + 2 * pad)
+    cols = (dx[:, None] + torch.arange(w, device=dev)).view(n, 1, 1, w).expand(n, c, h, w)
+    return padded.gather(2, rows).gather(3, cols)
 
 
 def _batches(indices: np.ndarray, size: int) -> Iterator[np.ndarray]:

@@ -94,8 +94,8 @@ def headline_run(current: list[dict[str, Any]], dataset: str) -> dict[str, Any] 
     """The label-efficiency result that speaks for ``dataset``: most seeds, then the largest budget."""
     best, best_rank = None, (-1, -1)
     for r in current:
-        if r["kind"] != "label_efficiency" or r["metrics"].get("warm_start"):  # the protocol retrains from scratch
-            continue
+        if r["kind"] != "label_efficiency" or r["metrics"].get("warm_start") or r["metrics"].get("query", 1000) != 1000:
+            continue  # the protocol retrains from scratch and queries 1,000 per round
         ds = r["metrics"].get("datasets", {}).get(dataset)
         if not ds or "random" not in ds["strategies"] or "max_labels" not in ds:
             continue

@@ -98,6 +98,8 @@ def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
     runs = [{"key": "warm", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "warm_start": True}},
             {"key": "scratch", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}}}]
     assert "[scratch](#scratch)" in headline(runs) and "[warm](#warm)" not in headline(runs)
+    q500 = {"key": "q500", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "query": 500}}
+    assert "[scratch](#scratch)" in headline([q500, runs[1]]) and "[q500](#q500)" not in headline([q500, runs[1]])
 
 
 def test_the_low_budget_targets_read_the_fashion_mnist_run_only() -> None:

@@ -18,7 +18,10 @@
 # stashed and carried parts, then the field's strategies (random, margin, bald, coreset, badge; 3 seeds,
 # 1k -> 10k by 1k, 20 epochs with augmentation, warm start) and random and margin at +500 per round, one
 # unit per (seed, strategy) so that all share the GPU (through MPS where it starts), each run stopped
-# after CIFAR_TIMEOUT seconds (default 480); their run stores come back as cifar-*.sqlite.
+# after CIFAR_TIMEOUT seconds (default 480); their run stores come back as cifar-*.sqlite. CIFAR_FIELD and
+# CIFAR_Q500 name other strategies (empty: that run is skipped), CIFAR_FIELD_WORKERS and CIFAR_Q500_WORKERS
+# their processes (15, 6), CIFAR_THREADS each process's torch threads (1; more for badge and coreset, whose
+# selection runs on the CPU), and CIFAR_TAG a suffix for their folders and results.
 #
 # Only the results written by this run are copied to $OUT (a call brings back at most 8 files).
 # Copy the result files back into benchmarks/results/ here and run python -m benchmarks.render. Where git
@@ -74,30 +77,31 @@ cifar_field() {
         fi
     fi
     local common=(--dataset cifar10 --seeds 0,1,2 --epochs 20 --augment --warm-start --full-data none --unit strategy)
-    # each run's parent gets one torch thread per worker (threads // workers)
-    OMP_NUM_THREADS=15 timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency "${common[@]}" \
-        --strategies random,margin,bald,coreset,badge --workers 15 --out runs/bench-cifar10-field-warm "$@" \
-        > "$out/cifar-field.log" 2>&1 &
-    local field=$!
-    OMP_NUM_THREADS=6 timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency "${common[@]}" \
-        --strategies random,margin --query 500 --workers 6 --out runs/bench-cifar10-q500-warm "$@" \
-        > "$out/cifar-q500.log" 2>&1 &
-    local q500=$! status=()
-    wait $field && status+=(0) || status+=($?)
-    wait $q500 && status+=(0) || status+=($?)
-    echo "cifar-field exit ${status[0]}, cifar-q500 exit ${status[1]} (124: stopped at CIFAR_TIMEOUT) $(date +%T)" | tee -a "$log"
+    local threads=${CIFAR_THREADS:-1} names=() pids=() status=() name
+    # name, strategies, workers, extra options; the parent's threads // workers is each worker's torch threads
+    launch() {
+        [[ -n "$2" ]] || return 0
+        OMP_NUM_THREADS=$(($3 * threads)) timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency \
+            "${common[@]}" --strategies "$2" --workers "$3" --out "runs/bench-cifar10-$1-warm" "${@:4}" \
+            > "$out/cifar-$1.log" 2>&1 &
+        names+=("$1") && pids+=($!)
+    }
+    launch "field${CIFAR_TAG:-}" "${CIFAR_FIELD-random,margin,bald,coreset,badge}" "${CIFAR_FIELD_WORKERS:-15}" "$@"
+    launch "q500${CIFAR_TAG:-}" "${CIFAR_Q500-random,margin}" "${CIFAR_Q500_WORKERS:-6}" --query 500 "$@"
+    local i
+    for i in "${!pids[@]}"; do
+        wait "${pids[$i]}" && status+=(0) || status+=($?)
+        echo "cifar-${names[$i]} exit ${status[$i]} (124: stopped at CIFAR_TIMEOUT) $(date +%T)" | tee -a "$log"
+    done
     pkill -9 -f multiprocessing.spawn || true
-    local i=0 name
-    for name in field q500; do
-        local run=runs/bench-cifar10-$name-warm
-        if [[ -f $run/runs.sqlite ]]; then
-            python3 -c 'import sqlite3, sys; a = sqlite3.connect(sys.argv[1]); b = sqlite3.connect(sys.argv[2]); a.backup(b)' \
-                "$run/runs.sqlite" "$out/cifar-$name.sqlite"
-            if [[ ${status[$i]} != 0 ]]; then  # a finished run saved its result; a stopped one is summarised here
-                python3 -m benchmarks.label_efficiency --from-run "$run" "$@" 2>&1 | tail -n 30 | tee -a "$log" || true
-            fi
+    for i in "${!names[@]}"; do
+        local run=runs/bench-cifar10-${names[$i]}-warm
+        [[ -f $run/runs.sqlite ]] || continue
+        python3 -c 'import sqlite3, sys; a = sqlite3.connect(sys.argv[1]); b = sqlite3.connect(sys.argv[2]); a.backup(b)' \
+            "$run/runs.sqlite" "$out/cifar-${names[$i]}.sqlite"
+        if [[ ${status[$i]} != 0 ]]; then  # a finished run saved its result; a stopped one is summarised here
+            python3 -m benchmarks.label_efficiency --from-run "$run" "$@" 2>&1 | tail -n 30 | tee -a "$log" || true
         fi
-        i=$((i + 1))
     done
 }
 
@@ -105,7 +109,8 @@ run() {
     local out=${OUT:-/tmp/alkit-gpu} device=${ALKIT_GPU_DEVICE:-cuda}
     local steps=${GPU_STEPS:-tests,scoring,mc,e2e,e2e-bf16,workers}
     mkdir -p "$out/results"
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/alkit-site "$DEV"/whl/*.whl
+    python3 -m pip install -q --upgrade --no-index --no-deps --no-compile --no-cache-dir --target /tmp/alkit-site \
+        "$DEV"/whl/*.whl
     export PYTHONPATH="/tmp/alkit-site:src:.${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     export ALKIT_DATA="$PWD/$DEV/data"
     local rc=0 log="$out/gpu.log" since=/tmp/alkit-gpu-since

@@ -78,10 +78,11 @@ cifar_field() {
     fi
     local common=(--dataset cifar10 --seeds 0,1,2 --epochs 20 --augment --warm-start --full-data none --unit strategy)
     local threads=${CIFAR_THREADS:-1} names=() pids=() status=() name
-    # name, strategies, workers, extra options; the parent's threads // workers is each worker's torch threads
+    # name, strategies, workers, extra options; the parent's threads // workers is each worker's torch threads;
+    # each run is its own process group (setsid), so that what it leaves behind can be ended without touching others
     launch() {
         [[ -n "$2" ]] || return 0
-        OMP_NUM_THREADS=$(($3 * threads)) timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency \
+        OMP_NUM_THREADS=$(($3 * threads)) setsid timeout "${CIFAR_TIMEOUT:-480}" python3 -m benchmarks.label_efficiency \
             "${common[@]}" --strategies "$2" --workers "$3" --out "runs/bench-cifar10-$1-warm" "${@:4}" \
             > "$out/cifar-$1.log" 2>&1 &
         names+=("$1") && pids+=($!)
@@ -93,7 +94,9 @@ cifar_field() {
         wait "${pids[$i]}" && status+=(0) || status+=($?)
         echo "cifar-${names[$i]} exit ${status[$i]} (124: stopped at CIFAR_TIMEOUT) $(date +%T)" | tee -a "$log"
     done
-    pkill -9 -f multiprocessing.spawn || true
+    for i in "${!pids[@]}"; do  # a run stopped by the timeout leaves its worker processes in its process group
+        kill -9 -- "-${pids[$i]}" 2> /dev/null || true
+    done
     for i in "${!names[@]}"; do
         local run=runs/bench-cifar10-${names[$i]}-warm
         [[ -f $run/runs.sqlite ]] || continue

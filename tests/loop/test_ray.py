@@ -78,6 +78,9 @@ def test_ray_grid_equals_the_one_process_run_row_for_row(cluster: str, small_npz
     _assert_same_results(tmp_path / "one" / "rounds.csv", tmp_path / "ray" / "rounds.csv")
     assert len(res.rows) == 3 * 2 * 4 and len(res.full_data) == 1
     assert abs(one.full_data[0]["f1_macro"] - res.full_data[0]["f1_macro"]) <= 1e-6
+    # one Ray task per (seed, strategy): the same rows again
+    alkit.run(out=tmp_path / "per-strategy", executor="ray", cpus_per_unit=1, unit="strategy", **grid)
+    _assert_same_results(tmp_path / "one" / "rounds.csv", tmp_path / "per-strategy" / "rounds.csv")
 
 
 def test_a_killed_worker_is_retried_and_its_rounds_come_out_identical(cluster: str, small_npz: Path,

@@ -63,8 +63,12 @@ def machine() -> str:
 
 
 def save_result(key: str, kind: str, title: str, blocks: list[str | dict[str, Any]],
-                metrics: dict[str, Any] | None = None, results: Path = RESULTS) -> Path:
+                metrics: dict[str, Any] | None = None, results: Path = RESULTS,
+                ran_on: dict[str, Any] | None = None) -> Path:
     """Write ``benchmarks/results/<key>.json``; an earlier result under the key moves to the archive.
+
+    ``ran_on``: another result whose machine and commit this one records, for figures summarised here from
+    work that ran there (a GPU machine's run store).
 
     ``blocks`` are the section's body in order: paragraphs (markdown strings) and tables (:func:`table`).
     """
@@ -74,8 +78,9 @@ def save_result(key: str, kind: str, title: str, blocks: list[str | dict[str, An
         archived = results / "archive" / f"{key}-{old['date']}-{old['commit'].replace('+', '-')}.json"
         archived.parent.mkdir(parents=True, exist_ok=True)
         path.replace(archived)
-    result = {"key": key, "kind": kind, "title": title, "command": command(), "commit": STARTED_AT,
-              "date": time.strftime("%Y-%m-%d"), "machine": machine_info(), "blocks": blocks,
+    result = {"key": key, "kind": kind, "title": title, "command": command(),
+              "commit": ran_on["commit"] if ran_on else STARTED_AT, "date": time.strftime("%Y-%m-%d"),
+              "machine": ran_on["machine"] if ran_on else machine_info(), "blocks": blocks,
               "metrics": metrics or {}, "notes": []}
     results.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")

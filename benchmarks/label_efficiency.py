@@ -455,12 +455,8 @@ def main() -> None:
     blocks, metrics = summarise(run_dir)
     print(render_blocks(blocks))
     if not args.smoke:
-        path = save_result(f"label-efficiency-{run_dir.name}", "label_efficiency", f"Label efficiency: {run_dir.name}",
-                           blocks, metrics)
-        if args.machine_from:
-            there, saved = json.loads(args.machine_from.read_text()), json.loads(path.read_text())
-            saved.update(machine=there["machine"], commit=there["commit"])
-            path.write_text(json.dumps(saved, indent=1, ensure_ascii=False) + "\n")
+        save_result(f"label-efficiency-{run_dir.name}", "label_efficiency", f"Label efficiency: {run_dir.name}",
+                    blocks, metrics, ran_on=json.loads(args.machine_from.read_text()) if args.machine_from else None)
 
 
 if __name__ == "__main__":

@@ -90,12 +90,22 @@ def render_section(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+PROTOCOL = (False, 1000)  # the label-efficiency protocol retrains from scratch and queries 1,000 per round
+
+
+def variant(result: dict[str, Any]) -> tuple[bool, int]:
+    """A label-efficiency result's (warm start, labels per round); results saved before the query size was
+    recorded queried 1,000."""
+    m = result["metrics"]
+    return bool(m.get("warm_start")), m.get("query", 1000)
+
+
 def headline_run(current: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
     """The label-efficiency result that speaks for ``dataset``: most seeds, then the largest budget."""
     best, best_rank = None, (-1, -1)
     for r in current:
-        if r["kind"] != "label_efficiency" or r["metrics"].get("warm_start") or r["metrics"].get("query", 1000) != 1000:
-            continue  # the protocol retrains from scratch and queries 1,000 per round
+        if r["kind"] != "label_efficiency" or variant(r) != PROTOCOL:
+            continue
         ds = r["metrics"].get("datasets", {}).get(dataset)
         if not ds or "random" not in ds["strategies"] or "max_labels" not in ds:
             continue

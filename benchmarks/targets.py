@@ -42,11 +42,12 @@ def protocol_runs_at(current: list[dict[str, Any]], dataset: str, budget: int, f
     """The protocol results (retrained from scratch, or under warm start with ``warm``; ``query`` labels per round)
     with paired ``field`` differences vs random at ``budget`` on ``dataset``, keeping only those with the most
     seeds, so a one-seed run never outranks a three-seed one."""
+    from benchmarks.render import variant
+
     found = []
     for r in current:
         ds = r["metrics"].get("datasets", {}).get(dataset) if r["kind"] == "label_efficiency" else None
-        if (ds and bool(r["metrics"].get("warm_start")) == warm and r["metrics"].get("query", 1000) == query
-                and _best_delta(ds, budget, field)):
+        if ds and variant(r) == (warm, query) and _best_delta(ds, budget, field):
             found.append((min(s["seeds"] for s in ds["strategies"].values()), r))
     most = max((seeds for seeds, _ in found), default=0)
     return [r for seeds, r in found if seeds == most]

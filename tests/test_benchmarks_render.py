@@ -42,6 +42,16 @@ def test_a_rerun_archives_the_old_result_and_moves_the_headline(tmp_path: Path) 
     assert second.index("# Archive") > second.index("## Status of the targets")
 
 
+def test_a_result_summarised_here_can_record_the_machine_its_work_ran_on(tmp_path: Path) -> None:
+    there = {"commit": "abc1234", "machine": {"cpu": "Xeon", "isa": "avx512-bf16", "cores": 16, "memory_gib": 126,
+                                              "gpu": "NVIDIA H200", "python": "3.12.3", "torch": "2.11", "threads": 1}}
+    path = save_result("x", "label_efficiency", "x", ["p"], {}, results=tmp_path, ran_on=there)
+    saved = json.loads(path.read_text())
+    assert saved["machine"] == there["machine"] and saved["commit"] == "abc1234"
+    here = json.loads(save_result("y", "label_efficiency", "y", ["p"], {}, results=tmp_path).read_text())
+    assert here["machine"]["gpu"] != "NVIDIA H200" and here["commit"] != "abc1234"
+
+
 def test_every_target_evaluates_on_the_committed_results() -> None:
     current = [json.loads(p.read_text()) for p in RESULTS.glob("*.json")]
     for target in TARGETS:

@@ -77,7 +77,7 @@ cifar_field() {
         fi
     fi
     local common=(--dataset cifar10 --seeds 0,1,2 --epochs 20 --augment --warm-start --full-data none --unit strategy)
-    local threads=${CIFAR_THREADS:-1} names=() pids=() status=() name
+    local threads=${CIFAR_THREADS:-1} names=() pids=() status=()
     # name, strategies, workers, extra options; the parent's threads // workers is each worker's torch threads;
     # each run is its own process group (setsid), so that what it leaves behind can be ended without touching others
     launch() {

@@ -97,7 +97,7 @@ def test_recipe_low_budget_study_smoke() -> None:
 def test_training_step_smoke() -> None:
     require_real(FMNIST_DIR)
     out = _run("benchmarks.training_step")
-    assert "plain loop step (fp32, contiguous" in out and "alkit fit, fp32, channels-last, batch 64" in out
+    assert "plain loop step (fp32, NCHW" in out and "alkit fit, fp32, channels-last batches, batch 64" in out
     capped = _run("benchmarks.training_step", env={"ONEDNN_MAX_CPU_ISA": "AVX2"})
     assert "oneDNN capped at AVX2" in capped and "bf16," not in capped
 

@@ -7,11 +7,12 @@ import torch
 
 from alkit.errors import ConfigError
 from alkit.models.reference_cnn import ReferenceCNN
-from alkit.models.seeded import init_weights
+from alkit.models.seeded import SeededDropout, init_weights
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.scoring_batch import CACHE_SHARE, cpu_scoring_batch, l3_cache_bytes, largest_activation_bytes
-from alkit.training.trainer import Normalizer, augment_batch, build_optimizer, class_balance_terms, fit
+from alkit.training.trainer import (Normalizer, augment_batch, build_optimizer, class_balance_terms, fit,
+                                    in_layout)
 
 CPU = torch.device("cpu")
 
@@ -193,12 +194,65 @@ def test_normalizer_standardises_and_orders_channels():
     assert norm(batch, CPU, channels_last=True).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_one_channel_batches_have_plain_nchw_strides_so_a_models_view_works():
+@pytest.mark.parametrize("channels", [1, 3])
+def test_in_layout_sets_the_strides_even_where_both_layouts_pass_as_contiguous(channels: int) -> None:
+    norm = Normalizer(np.full(channels, 0.3, np.float32), np.full(channels, 0.3, np.float32))
+    batch = np.random.default_rng(0).integers(0, 256, (5, 6, 7, channels), dtype=np.uint8)
+    plain, fast = norm(batch, CPU), norm(batch, CPU, channels_last=True)
+    assert plain.stride() == (42 * channels, 42, 7, 1)
+    assert fast.stride() == (42 * channels, 1, 7 * channels, channels)
+    assert torch.equal(plain, fast)
+    assert in_layout(fast, False).stride() == plain.stride() and in_layout(plain, True).stride() == fast.stride()
+    assert in_layout(plain, False) is plain and in_layout(fast, True) is fast
+    conv = torch.nn.Conv2d(channels, 4, 3)
+    conv(plain).view(5, -1)  # NCHW activations: a model's view works on them
+    with pytest.raises(RuntimeError, match="view"):
+        conv(fast).view(5, -1)
+
+
+class _BNDropView(torch.nn.Module):
+    """BatchNorm and seeded dropout before a ``view``: a channels-last try changes both before it raises."""
+
+    def __init__(self, flatten_with_view: bool) -> None:
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4)
+        self.drop, self.fc = SeededDropout(0.5), torch.nn.Linear(4 * 14 * 14, 4)
+        self.flatten_with_view = flatten_with_view
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.drop(self.bn(self.conv(x)))
+        return self.fc(h.view(len(h), -1) if self.flatten_with_view else h.reshape(len(h), -1))
+
+
+def test_cpu_training_feeds_channels_last_batches() -> None:
+    x, y = _quadrant_data(70)
+    seen: list[tuple[int, ...]] = []
+    for augment in (False, True):
+        model = _model()
+        handle = model.register_forward_pre_hook(lambda _m, inp: seen.append(inp[0].stride()))
+        _fit(model, x, y, TrainConfig(epochs=1, batch_size=32, min_steps=0, bn_recalibration=False,
+                                      augment=augment))
+        handle.remove()
+    assert seen == [(256, 1, 16, 1)] * 6
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_a_model_that_fails_on_channels_last_trains_as_on_nchw_batches(augment: bool) -> None:
+    x, y = _quadrant_data(70)
+    cfg = TrainConfig(epochs=2, batch_size=32, min_steps=0, bn_recalibration=False, augment=augment)
+    failing, twin = _BNDropView(flatten_with_view=True), _BNDropView(flatten_with_view=False)
+    torch.manual_seed(0)
+    failing.load_state_dict(_BNDropView(False).state_dict())
+    twin.load_state_dict(failing.state_dict())
     norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
-    out = norm(np.zeros((5, 6, 7, 1), np.uint8), CPU)
-    assert out.stride() == (42, 42, 7, 1)
-    conv = torch.nn.Conv2d(1, 4, 3)
-    conv(out).view(5, -1)  # channels-last activations (from NHWC strides) would make this raise
+    runs = [(failing, None), (twin, False)]
+    losses = [fit(m, x, y, np.arange(70), cfg, norm, CPU, "fp32", np.random.default_rng(1),
+                  torch.Generator().manual_seed(2), channels_last=layout) for m, layout in runs]
+    assert losses[0] == losses[1]
+    for (name, a), b in zip(failing.state_dict().items(), twin.state_dict().values()):
+        assert torch.equal(a, b), name
+    with pytest.raises(RuntimeError, match="view"):
+        failing.eval()(norm(x[:4], CPU, channels_last=True))
 
 
 def test_augment_batch_shifts_and_flips_reproducibly():

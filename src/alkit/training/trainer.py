@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -36,11 +36,21 @@ class Normalizer:
                                          torch.as_tensor(self.std, device=t.device).view(1, -1, 1, 1))
         mean, std = self._on_device[t.device]
         t = (t.permute(0, 3, 1, 2).float().div_(255.0) - mean) / std
-        if channels_last:
-            return t.contiguous(memory_format=torch.channels_last)
-        # not .contiguous(): with one channel, NHWC strides pass as contiguous, convolutions then return
-        # channels-last activations, and a model's x.view fails on them
-        return t.clone(memory_format=torch.contiguous_format)
+        return in_layout(t, channels_last)
+
+
+def in_layout(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``t`` (N x C x H x W) with channels-last strides, or with plain NCHW strides.
+
+    Not ``.contiguous(memory_format=...)``: with one channel both layouts pass as contiguous, so it would keep
+    whichever strides ``t`` has, and convolutions follow the strides. NCHW strides are what a model's
+    ``x.view`` needs; channels-last is what oneDNN runs fastest on a CPU.
+    """
+    _, c, h, w = t.shape
+    strides = (c * h * w, 1, w * c, c) if channels_last else (c * h * w, h * w, w, 1)
+    if t.stride() == strides:
+        return t
+    return t.clone(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -108,8 +118,9 @@ class _LabeledSet:
     launches one gather instead of a host-to-device copy and the standardising kernels."""
 
     def __init__(self, x: np.ndarray, labels: torch.Tensor, indices: np.ndarray, normalizer: Normalizer,
-                 device: torch.device, resident: bool | None = None) -> None:
+                 device: torch.device, resident: bool | None = None, channels_last: bool = False) -> None:
         self.x, self.labels, self.normalizer, self.device = x, labels, normalizer, device
+        self.channels_last = channels_last  # read per batch: ``fit`` turns it off for a model that fails on it
         self.sorted = np.sort(indices)
         self.resident: tuple[torch.Tensor, torch.Tensor] | None = None
         if resident is None:
@@ -121,7 +132,7 @@ class _LabeledSet:
         batches = list(_batches(order, batch_size))
         if self.resident is None:
             for b in batches:
-                yield self.normalizer(self.x[b], self.device), self.labels[b].to(self.device)
+                yield self.normalizer(self.x[b], self.device, self.channels_last), self.labels[b].to(self.device)
             return
         if not batches:
             return
@@ -162,10 +173,42 @@ def class_balance_terms(labels: np.ndarray, num_classes: int, mode: str
     raise ConfigError(f"train.class_balance: '{mode}' is unknown; choose {', '.join(CLASS_BALANCES)}")
 
 
+def _first_step_on_a_layout_that_works(model: nn.Module, data: _LabeledSet, torch_gen: torch.Generator,
+                                       loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                                       xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+    """Forward and backward on the channels-last batch ``xb``; where the model raises on it, the state the
+    failed try changed (buffers such as BatchNorm's statistics, the generator's draws, gradients) is put back,
+    ``data`` switches to NCHW batches, and the step runs again on ``xb`` in NCHW."""
+    buffers = [b.clone() for b in model.buffers()]
+    generator_state = torch_gen.get_state()
+    try:
+        loss = loss_of(xb, yb)
+        loss.backward()
+        return loss
+    except RuntimeError:
+        pass
+    with torch.no_grad():
+        for saved, b in zip(buffers, model.buffers()):
+            b.copy_(saved)
+    torch_gen.set_state(generator_state)
+    for p in model.parameters():
+        p.grad = None
+    data.channels_last = False
+    loss = loss_of(in_layout(xb, False), yb)
+    loss.backward()
+    return loss
+
+
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg: TrainConfig,
         normalizer: Normalizer, device: torch.device, precision: str,
-        batch_rng: np.random.Generator, torch_gen: torch.Generator) -> float:
-    """Train ``model`` in place with Adam on ``x[indices]``; return the last epoch's mean loss."""
+        batch_rng: np.random.Generator, torch_gen: torch.Generator, channels_last: bool | None = None) -> float:
+    """Train ``model`` in place with Adam on ``x[indices]``; return the last epoch's mean loss.
+
+    ``channels_last`` (default: on a CPU, where oneDNN's convolutions run fastest on it) feeds the batches in
+    channels-last layout. A model that raises on the first such batch (a ``x.view`` after a convolution) gets
+    its BatchNorm statistics and the generator's state back and trains from that batch on NCHW batches, so
+    it trains as if it had been given them from the start.
+    """
     model.to(device).train()
     set_dropout_generator(model, torch_gen)
     labels = torch.as_tensor(y, dtype=torch.long)
@@ -173,23 +216,33 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg
     last = float("nan")
     epochs = training_epochs(len(indices), cfg)
     opt, schedule = build_optimizer(model, cfg, epochs * steps_per_epoch(len(indices), cfg.batch_size))
-    data = _LabeledSet(x, labels, indices, normalizer, device)
+    data = _LabeledSet(x, labels, indices, normalizer, device,
+                       channels_last=device.type == "cpu" if channels_last is None else channels_last)
+    layout_checked = not data.channels_last
+
+    def loss_of(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        nonlocal terms
+        if cfg.augment:
+            xb = in_layout(augment_batch(xb, torch_gen), data.channels_last)
+        with autocast(device, precision):
+            logits = model(xb).float()
+            if terms is None:  # the class count is the model's output width
+                terms = tuple(None if t is None else t.to(device) for t in
+                              class_balance_terms(y[indices], logits.shape[1], cfg.class_balance))
+            weight, offset = terms
+            return nn.functional.cross_entropy(logits if offset is None else logits + offset, yb, weight=weight)
+
     with reproducible_kernels(device):
         for _ in range(epochs):
             total, count = torch.zeros((), device=device), 0
             for xb, yb in data.epoch(batch_rng.permutation(indices), cfg.batch_size):
-                if cfg.augment:
-                    xb = augment_batch(xb, torch_gen)
-                with autocast(device, precision):
-                    logits = model(xb).float()
-                    if terms is None:  # the class count is the model's output width
-                        terms = tuple(None if t is None else t.to(device) for t in
-                                      class_balance_terms(y[indices], logits.shape[1], cfg.class_balance))
-                    weight, offset = terms
-                    loss = nn.functional.cross_entropy(logits if offset is None else logits + offset, yb,
-                                                       weight=weight)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if layout_checked:
+                    loss = loss_of(xb, yb)
+                    loss.backward()
+                else:
+                    loss = _first_step_on_a_layout_that_works(model, data, torch_gen, loss_of, xb, yb)
+                    layout_checked = True
                 opt.step()
                 if schedule is not None:
                     schedule.step()

@@ -72,11 +72,19 @@ def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1", w
     return evaluate
 
 
-def labels_needed(dataset: str, goal: int) -> Callable[..., Outcome]:
+def labels_needed(dataset: str, goal: int, warm: bool = False, query: int = 1000) -> Callable[..., Outcome]:
+    """Labels the best strategy needs to reach random's 10k F1, in the run of the ``(warm, query)`` variant that
+    went to 10k with the most seeds (the headline run for the protocol itself)."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
-        from benchmarks.render import best_strategy
+        from benchmarks.render import PROTOCOL, best_strategy, variant
 
-        run = _le(current, dataset)
+        if (warm, query) == PROTOCOL:
+            run = _le(current, dataset)
+        else:
+            found = [(min(s["seeds"] for s in r["metrics"]["datasets"][dataset]["strategies"].values()), i, r)
+                     for i, r in enumerate(current) if r["kind"] == "label_efficiency" and variant(r) == (warm, query)
+                     and r["metrics"].get("datasets", {}).get(dataset, {}).get("max_labels", 0) >= 10_000]
+            run = max(found, key=lambda f: f[:2])[2] if found else None
         if not run or run["metrics"]["datasets"][dataset]["max_labels"] < 10_000:
             return NOT_MEASURED
         name, s = best_strategy(run["metrics"]["datasets"][dataset])
@@ -252,6 +260,8 @@ TARGETS = (
            best_gain("fashion-mnist", 5000, 2.5, query=500)),
     Target(15, "Fashion-MNIST: labels the best strategy needs for random's 10k F1", "≤ 4,000",
            labels_needed("fashion-mnist", 4000)),
+    Target(15, "Fashion-MNIST: labels the best strategy needs for random's 10k F1, +500 per round", "≤ 4,000",
+           labels_needed("fashion-mnist", 4000, query=500)),
     Target(15, "CIFAR-10: best strategy − random at 10k", "≥ +2 F1 points", best_gain("cifar10", 10000, 2.0)),
     Target(15, "CIFAR-10: best strategy − random at 10k, under alkit's default warm start", "≥ +2 F1 points",
            best_gain("cifar10", 10000, 2.0, warm=True)),

@@ -103,6 +103,22 @@ def test_the_warm_start_and_query_size_gain_rows_read_only_their_own_runs() -> N
     assert best_gain("fashion-mnist", 5000, 2.0, warm=True, query=500)(current[:2])[0] == "not measured"
 
 
+def test_the_labels_needed_rows_read_runs_to_10k_of_their_own_variant() -> None:
+    from benchmarks.targets import labels_needed
+
+    def run(key: str, need: int, query: int | None, max_labels: int = 10_000) -> dict:
+        metrics = _label_efficiency(2.0, need) | ({"query": query} if query else {})
+        metrics["datasets"]["fashion-mnist"]["max_labels"] = max_labels
+        for s in metrics["datasets"]["fashion-mnist"]["strategies"].values():
+            s["f1"][str(max_labels)] = s["f1"]["5000"]
+        return {"key": key, "kind": "label_efficiency", "metrics": metrics}
+
+    current = [run("scratch", 5000, None), run("q500-5k", 3000, 500, 5000), run("q500", 4000, 500)]
+    assert labels_needed("fashion-mnist", 4000)(current) == ("missed", "margin: 5,000", ["scratch"])
+    assert labels_needed("fashion-mnist", 4000, query=500)(current) == ("met", "margin: 4,000", ["q500"])
+    assert labels_needed("fashion-mnist", 4000, query=500)(current[:2])[0] == "not measured"
+
+
 def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:
     ds = _label_efficiency(2.0, 3000)["datasets"]["fashion-mnist"]
     runs = [{"key": "warm", "kind": "label_efficiency", "metrics": {"datasets": {"fashion-mnist": ds}, "warm_start": True}},

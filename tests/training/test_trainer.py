@@ -295,19 +295,23 @@ def test_predict_logits_matches_subsets_and_runs_in_eval_mode():
     assert len(predict_logits(model, x, np.array([], dtype=np.int64), norm, CPU, "fp32")) == 0
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("n,batch", [(50, 16), (33, 16), (1, 8)])
-def test_device_resident_batches_equal_the_per_step_copies(n, batch):
+def test_device_resident_batches_equal_the_per_step_copies(n, batch, channels_last):
     from alkit.training.trainer import _LabeledSet
 
     x, y = _quadrant_data(80)
     idx = np.random.default_rng(0).choice(80, n, replace=False)
     norm = Normalizer(np.array([0.3], np.float32), np.array([0.3], np.float32))
     order = np.random.default_rng(1).permutation(idx)
-    copied = list(_LabeledSet(x, torch.as_tensor(y), idx, norm, CPU, resident=False).epoch(order, batch))
-    resident = list(_LabeledSet(x, torch.as_tensor(y), idx, norm, CPU, resident=True).epoch(order, batch))
+    sets = [_LabeledSet(x, torch.as_tensor(y), idx, norm, CPU, resident=r, channels_last=channels_last)
+            for r in (False, True)]
+    copied, resident = (list(s.epoch(order, batch)) for s in sets)
     assert len(copied) == len(resident) == n // batch + (n % batch >= 2)
     for (xa, ya), (xb, yb) in zip(copied, resident):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb) and xa.stride() == xb.stride()
+    sets[1].channels_last = False  # as ``fit`` sets it for a model that fails on channels-last batches
+    assert all(xb.stride()[1] == xb.shape[2] * xb.shape[3] for xb, _ in sets[1].epoch(order, batch))
 
 
 def test_scoring_batch_defaults_by_device_and_an_explicit_one_wins():

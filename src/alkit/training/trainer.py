@@ -126,7 +126,7 @@ class _LabeledSet:
         if resident is None:
             resident = device.type == "cuda" and 4 * self.sorted.size * int(np.prod(x.shape[1:])) <= RESIDENT_BYTES
         if resident:
-            self.resident = (normalizer(x[self.sorted], device), labels[self.sorted].to(device))
+            self.resident = (normalizer(x[self.sorted], device, channels_last), labels[self.sorted].to(device))
 
     def epoch(self, order: np.ndarray, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = list(_batches(order, batch_size))
@@ -141,7 +141,7 @@ class _LabeledSet:
         for b in batches:
             pos = positions[start:start + len(b)]
             start += len(b)
-            yield self.resident[0][pos], self.resident[1][pos]
+            yield in_layout(self.resident[0][pos], self.channels_last), self.resident[1][pos]
 
 
 def build_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int

@@ -100,11 +100,13 @@ def variant(result: dict[str, Any]) -> tuple[bool, int]:
     return bool(m.get("warm_start")), m.get("query", 1000)
 
 
-def headline_run(current: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
-    """The label-efficiency result that speaks for ``dataset``: most seeds, then the largest budget."""
+def headline_run(current: list[dict[str, Any]], dataset: str, of: tuple[bool, int] = PROTOCOL
+                 ) -> dict[str, Any] | None:
+    """The label-efficiency result of variant ``of`` (the protocol unless given) that speaks for ``dataset``:
+    most seeds, then the largest budget."""
     best, best_rank = None, (-1, -1)
     for r in current:
-        if r["kind"] != "label_efficiency" or variant(r) != PROTOCOL:
+        if r["kind"] != "label_efficiency" or variant(r) != of:
             continue
         ds = r["metrics"].get("datasets", {}).get(dataset)
         if not ds or "random" not in ds["strategies"] or "max_labels" not in ds:

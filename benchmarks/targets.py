@@ -21,10 +21,10 @@ class Target:
     evaluate: Callable[[list[dict[str, Any]]], Outcome]
 
 
-def _le(current: list[dict[str, Any]], dataset: str) -> dict[str, Any] | None:
+def _le(current: list[dict[str, Any]], dataset: str, warm: bool = False, query: int = 1000) -> dict[str, Any] | None:
     from benchmarks.render import headline_run
 
-    return headline_run(current, dataset)
+    return headline_run(current, dataset, (warm, query))
 
 
 def _best_delta(ds: dict[str, Any], budget: int, field: str = "delta_f1") -> tuple[str, list[float | None]] | None:
@@ -73,18 +73,12 @@ def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1", w
 
 
 def labels_needed(dataset: str, goal: int, warm: bool = False, query: int = 1000) -> Callable[..., Outcome]:
-    """Labels the best strategy needs to reach random's 10k F1, in the run of the ``(warm, query)`` variant that
-    went to 10k with the most seeds (the headline run for the protocol itself)."""
+    """Labels the best strategy needs to reach random's 10k F1, in the headline run of the ``(warm, query)``
+    variant (most seeds, then the largest budget), if that run went to 10k."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
-        from benchmarks.render import PROTOCOL, best_strategy, variant
+        from benchmarks.render import best_strategy
 
-        if (warm, query) == PROTOCOL:
-            run = _le(current, dataset)
-        else:
-            found = [(min(s["seeds"] for s in r["metrics"]["datasets"][dataset]["strategies"].values()), i, r)
-                     for i, r in enumerate(current) if r["kind"] == "label_efficiency" and variant(r) == (warm, query)
-                     and r["metrics"].get("datasets", {}).get(dataset, {}).get("max_labels", 0) >= 10_000]
-            run = max(found, key=lambda f: f[:2])[2] if found else None
+        run = _le(current, dataset, warm, query)
         if not run or run["metrics"]["datasets"][dataset]["max_labels"] < 10_000:
             return NOT_MEASURED
         name, s = best_strategy(run["metrics"]["datasets"][dataset])

@@ -11,7 +11,7 @@ for the cost of the layers after it.
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -19,9 +19,8 @@ from torch import nn
 
 from alkit.errors import StrategyError
 from alkit.models.seeded import SeededDropout, set_dropout_generator
-from alkit.training.trainer import Normalizer, autocast, reproducible_kernels
+from alkit.training.trainer import Normalizer, autocast, channels_last_first, reproducible_kernels
 
-T = TypeVar("T")
 
 DROPOUT_TYPES = (SeededDropout, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout)
 
@@ -85,23 +84,10 @@ def predict_outputs(model: nn.Module, x: np.ndarray, indices: np.ndarray | None,
     """
     model.to(device).eval()
     n = len(x) if indices is None else len(indices)
-    return _channels_last_first(
+    return channels_last_first(
         lambda layout: _predict_batches(model, x, indices, n, normalizer, device, precision, batch_size, embeddings,
                                         layout),
         device.type == "cpu" if channels_last is None else channels_last)
-
-
-def _channels_last_first(run: Callable[[bool], T], channels_last: bool, before_retry: Callable[[], None] = lambda: None
-                         ) -> T:
-    """``run(channels_last)``; where channels-last batches make the model raise, ``before_retry()`` and then
-    ``run(False)``, on NCHW batches."""
-    try:
-        return run(channels_last)
-    except RuntimeError:
-        if not channels_last:
-            raise
-    before_retry()
-    return run(False)
 
 
 def _predict_batches(model: nn.Module, x: np.ndarray, indices: np.ndarray | None, n: int, normalizer: Normalizer,
@@ -205,7 +191,7 @@ def mc_dropout_logits(model: nn.Module, x: np.ndarray, indices: np.ndarray | Non
     model.to(device)
     n = len(x) if indices is None else len(indices)
     state = generator.get_state()
-    return _channels_last_first(
+    return channels_last_first(
         lambda layout: _mc_batches(model, x, indices, n, normalizer, device, samples, generator, seed, batch_size,
                                    layout),
         device.type == "cpu", lambda: generator.set_state(state))

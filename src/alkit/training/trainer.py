@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -18,6 +18,8 @@ from alkit.errors import ConfigError
 from alkit.models.seeded import set_dropout_generator
 from alkit.training.batchnorm import recalibrate_batchnorm
 from alkit.training.config import BN_RECALIBRATION_IMAGES, CLASS_BALANCES, TrainConfig
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,19 @@ def class_balance_terms(labels: np.ndarray, num_classes: int, mode: str
     raise ConfigError(f"train.class_balance: '{mode}' is unknown; choose {', '.join(CLASS_BALANCES)}")
 
 
+def channels_last_first(run: Callable[[bool], T], channels_last: bool, before_retry: Callable[[], None] = lambda: None
+                         ) -> T:
+    """``run(channels_last)``; where channels-last batches make the model raise, ``before_retry()`` and then
+    ``run(False)``, on NCHW batches. Training and inference both go through it."""
+    try:
+        return run(channels_last)
+    except RuntimeError:
+        if not channels_last:
+            raise
+    before_retry()
+    return run(False)
+
+
 def _first_step_on_a_layout_that_works(model: nn.Module, data: _LabeledSet, torch_gen: torch.Generator,
                                        loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                                        xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -181,22 +196,22 @@ def _first_step_on_a_layout_that_works(model: nn.Module, data: _LabeledSet, torc
     ``data`` switches to NCHW batches, and the step runs again on ``xb`` in NCHW."""
     buffers = [b.clone() for b in model.buffers()]
     generator_state = torch_gen.get_state()
-    try:
-        loss = loss_of(xb, yb)
+
+    def step(channels_last: bool) -> torch.Tensor:
+        data.channels_last = channels_last
+        loss = loss_of(in_layout(xb, channels_last), yb)
         loss.backward()
         return loss
-    except RuntimeError:
-        pass
-    with torch.no_grad():
-        for saved, b in zip(buffers, model.buffers()):
-            b.copy_(saved)
-    torch_gen.set_state(generator_state)
-    for p in model.parameters():
-        p.grad = None
-    data.channels_last = False
-    loss = loss_of(in_layout(xb, False), yb)
-    loss.backward()
-    return loss
+
+    def restore() -> None:
+        with torch.no_grad():
+            for saved, b in zip(buffers, model.buffers()):
+                b.copy_(saved)
+        torch_gen.set_state(generator_state)
+        for p in model.parameters():
+            p.grad = None
+
+    return channels_last_first(step, True, restore)
 
 
 def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, indices: np.ndarray, cfg: TrainConfig,

@@ -51,6 +51,17 @@ def baseline_logits(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, bat
     return np.concatenate(out)
 
 
+class Bf16Input(torch.nn.Module):
+    """``net`` (already cast to bf16) fed bf16 batches: a bf16 copy of a model run without autocast."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.to(torch.bfloat16))
+
+
 def int8_static(model: torch.nn.Module, calibration: torch.Tensor) -> torch.nn.Module:
     """Post-training static int8 quantisation (FX graph mode, x86 backend), calibrated on ``calibration``."""
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -191,6 +202,10 @@ def main() -> None:
 
     frozen, freeze_seconds = prepare(jit_frozen)
     compiled, compile_seconds = prepare(lambda: torch.compile(model))
+    t0 = time.perf_counter()
+    predict(compiled, bf16_batch, "bf16", 2 * bf16_batch + 5)  # two batch sizes: compiled for any batch size after
+    compile_bf16_seconds = time.perf_counter() - t0
+    bf16_copy = Bf16Input(copy.deepcopy(model).to(torch.bfloat16))
     channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
     variants: dict[str, tuple[Callable[[], np.ndarray], int]] = {
         "baseline: eager fp32 model(x), batch 128": (lambda: baseline_logits(model, x, norm, 128, dev), args.pool),
@@ -209,6 +224,10 @@ def main() -> None:
             lambda: predict(model, bf16_batch, "bf16", bf16_pool), bf16_pool),
         f"alkit predict_logits, bf16 autocast, NCHW batches, batch {bf16_batch}": (
             lambda: predict(model, bf16_batch, "bf16", bf16_pool, False), bf16_pool),
+        f"alkit predict_logits, a bf16 copy of the model (bf16 weights and batches, no autocast), batch {bf16_batch}": (
+            lambda: predict(bf16_copy, bf16_batch, "fp32", bf16_pool), bf16_pool),
+        f"torch.compile (inductor) under bf16 autocast, batch {bf16_batch}": (
+            lambda: predict(compiled, bf16_batch, "bf16", bf16_pool), bf16_pool),
     }
     quantize_seconds = None
     if on_cpu:
@@ -263,7 +282,7 @@ dense layers). The overlap columns compare each variant's top-{k} selection with
 (selection fidelity).
 
 One-off preparation per trained model: TorchScript freezing {freeze_seconds:.1f} s{quantize}, torch.compile
-{compile_seconds:.1f} s (first call, including compilation).
+{compile_seconds:.1f} s (first call, including compilation), and {compile_bf16_seconds:.1f} s more for its bf16 graphs.
 
 Two-stage selection (`--scoring two-stage`, {"the default on this device" if TrainConfig().cheap_scoring_precision(dev)
 else "not the default here: this CPU emulates bf16"}): a bf16 pass over the pool, the shortlist that can reach the top

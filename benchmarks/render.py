@@ -103,15 +103,18 @@ def variant(result: dict[str, Any]) -> tuple[bool, int]:
 def headline_run(current: list[dict[str, Any]], dataset: str, of: tuple[bool, int] = PROTOCOL
                  ) -> dict[str, Any] | None:
     """The label-efficiency result of variant ``of`` (the protocol unless given) that speaks for ``dataset``:
-    most seeds, then the largest budget."""
-    best, best_rank = None, (-1, -1)
+    most seeds, then the largest budget, then the fewest labels its best strategy needs for its own random arm's
+    final F1 (strategies run in separate folders, each paired with its own random)."""
+    best, best_rank = None, (-1, -1, -1)
     for r in current:
         if r["kind"] != "label_efficiency" or variant(r) != of:
             continue
         ds = r["metrics"].get("datasets", {}).get(dataset)
         if not ds or "random" not in ds["strategies"] or "max_labels" not in ds:
             continue
-        rank = (min(s["seeds"] for s in ds["strategies"].values()), ds["max_labels"])
+        top = best_strategy(ds)
+        need = (top[1]["labels_to_random_final"] if top else None) or 10**12
+        rank = (min(s["seeds"] for s in ds["strategies"].values()), ds["max_labels"], -need)
         if rank > best_rank:
             best, best_rank = r, rank
     return best

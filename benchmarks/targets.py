@@ -74,7 +74,7 @@ def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1", w
 
 def labels_needed(dataset: str, goal: int, warm: bool = False, query: int = 1000) -> Callable[..., Outcome]:
     """Labels the best strategy needs to reach random's 10k F1, in the headline run of the ``(warm, query)``
-    variant (most seeds, then the largest budget), if that run went to 10k."""
+    variant (most seeds, then the largest budget, then the fewest labels needed), if that run went to 10k."""
     def evaluate(current: list[dict[str, Any]]) -> Outcome:
         from benchmarks.render import best_strategy
 

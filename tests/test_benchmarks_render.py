@@ -117,6 +117,9 @@ def test_the_labels_needed_rows_read_runs_to_10k_of_their_own_variant() -> None:
     assert labels_needed("fashion-mnist", 4000)(current) == ("missed", "margin: 5,000", ["scratch"])
     assert labels_needed("fashion-mnist", 4000, query=500)(current) == ("met", "margin: 4,000", ["q500"])
     assert labels_needed("fashion-mnist", 4000, query=500)(current[:2])[0] == "not measured"
+    for runs in ([run("scratch", 5000, None), run("field", 4000, None)], [run("field", 4000, None), run("scratch", 5000, None)]):
+        assert labels_needed("fashion-mnist", 4000)(runs) == ("met", "margin: 4,000", ["field"])
+        assert "[field](#field)" in headline(runs) and "[scratch](#scratch)" not in headline(runs)
 
 
 def test_a_warm_start_run_never_speaks_for_the_protocol() -> None:

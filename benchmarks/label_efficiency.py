@@ -109,7 +109,7 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
               ) -> tuple[list[str | dict[str, Any]], dict[str, Any]]:
     """The section's blocks (settings, tables per dataset) and its metrics (what the headline reads)."""
     with RunStore(run_dir / "runs.sqlite") as store:
-        all_rows, full, config = store.rounds(), store.full_data(), store.config() or {}
+        all_rows, full, config, classes = store.rounds(), store.full_data(), store.config() or {}, store.classes()
     blocks: list[str | dict[str, Any]] = []
     train = config.get("train", {})
     metrics: dict[str, Any] = {"datasets": {}, "warm_start": bool(train.get("warm_start", False)),
@@ -146,6 +146,13 @@ def summarise(run_dir: Path, budgets_wanted: tuple[int, ...] = (2000, 5000, 1000
             summary["stopped"] = stopped
             blocks.append("Stopped before the last round and left out: " + ", ".join(
                 f"{s} (to {n:,} labels)" for s, n in stopped.items()) + ".")
+        top = summary["max_labels"]
+        by_class = per_class(rows, ds, top)
+        for name, figures in by_class.items():
+            summary["strategies"][name].update(figures)
+        if by_class:
+            blocks += [f"Per class: each strategy's queries after the shared initial set, up to {top:,} labels (mean per "
+                       f"seed), and its recall at {top:,} (mean over seeds):", _per_class_table(by_class, classes.get(ds))]
         if "minority_recall" in next(iter(summary["strategies"].values())):
             pool = (f" (they are {MINORITY_POOL_SHARE:.1%} of the pool, the share random sampling converges to)"
                     if ds == "fashion-mnist-imbalanced" else "")
@@ -174,6 +181,35 @@ def _main_table(summary: dict[str, Any], budgets: list[int]) -> dict[str, Any]:
                     + [st["aubc"], f"{reach:,}" if reach else "not reached"]
                     + [_delta_cell(st["delta_f1"][str(n)]) for n in budgets])
     return table(columns, rows, [None, None] + [".4f"] * (2 * len(budgets)) + [".4f", None] + [None] * len(budgets))
+
+
+def per_class(rows: list[dict[str, Any]], dataset: str, budget: int) -> dict[str, dict[str, list[float]]]:
+    """Per strategy, the classes of its queries up to ``budget`` (``queries_per_class``, mean per seed; the shared
+    initial set is in no round's ``query_hist``) and its recall per class at ``budget`` (``recall_per_class``, mean
+    over seeds). A strategy with a seed that lacks either is left out."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for strategy in sorted({r["strategy"] for r in rows if r["dataset"] == dataset}):
+        mine = [r for r in rows if r["dataset"] == dataset and r["strategy"] == strategy]
+        seeds = sorted({r["seed"] for r in mine})
+        before = [[r for r in mine if r["seed"] == seed and r["n_labeled"] < budget] for seed in seeds]
+        at = [r for r in mine if r["n_labeled"] == budget and r.get("per_class")]
+        if len(at) != len(seeds) or any(not b or any(r.get("query_hist") is None for r in b) for b in before):
+            continue
+        queries = np.mean([queried_class_counts(b, dataset)[strategy] for b in before], axis=0)
+        recall = np.mean([r["per_class"]["recall"] for r in at], axis=0)
+        out[strategy] = {"queries_per_class": [round(float(q), 1) for q in queries],
+                         "recall_per_class": [round(float(v), 4) for v in recall]}
+    return out
+
+
+def _per_class_table(by_class: dict[str, dict[str, list[float]]], classes: list[str] | None) -> dict[str, Any]:
+    n = len(next(iter(by_class.values()))["recall_per_class"])
+    names = classes if classes and len(classes) == n else [str(c) for c in range(n)]
+    rows = []
+    for name, figures in by_class.items():
+        rows.append([name, "queries"] + [f"{q:,.0f}" for q in figures["queries_per_class"]])
+        rows.append([name, "recall"] + [f"{v:.3f}" for v in figures["recall_per_class"]])
+    return table(["strategy", "per class", *names], rows)
 
 
 def _minority_recall(rows: list[dict[str, Any]], dataset: str, budgets: list[int], summary: dict[str, Any]) -> None:

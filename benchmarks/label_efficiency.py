@@ -45,7 +45,7 @@ from scipy import stats
 import alkit
 from alkit.loop.config import LoopConfig
 from alkit.models.seeded import INIT_SCHEMES
-from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts
+from alkit.reporting.summary import aubc, curves, labels_to_target, p_text, paired_vs, queried_class_counts
 from alkit.storage.run_store import RunStore
 from alkit.strategies import StrategySpec
 from alkit.strategies.cold_start import DEFAULT_EMBEDDER
@@ -75,7 +75,7 @@ def _paired(strategy: str, curve, ref, budgets: list[int]) -> dict[str, list[flo
 def _delta_cell(d: list[float | None] | None) -> str:
     if d is None:
         return "–"
-    return f"{d[0]:+.2f} pts (" + (f"p={d[1]:.3f}" if d[1] is not None else "1 seed, no p") + ")"
+    return f"{d[0]:+.2f} pts ({p_text(d[1], '1 seed, no p')})"
 
 
 def finished_strategies(rows: list[dict[str, Any]], dataset: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -383,7 +383,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
         gain, p = label_free[best_free]
         targets["label_free_gain"] = {"status": "met" if gain >= 3 and p is not None and p < 0.05 else "missed",
                                       "figure": f"{best_free.split(',')[0]} {gain:+.2f} points, mean over {lo}–{hi} "
-                                                f"labels (" + (f"p={p:.3f}" if p is not None else "1 seed") + ")"}
+                                                f"labels ({p_text(p)})"}
     if margin_floor is not None:
         targets["margin_floor"] = {"status": "met" if margin_floor[0] >= -1 else "missed",
                                    "figure": f"lowest {margin_floor[0]:+.2f} points (at {margin_floor[1]})"}
@@ -406,7 +406,7 @@ def low_budget_summary(rows: list[dict[str, Any]], dataset: str, epochs2: list[t
                    "paired t-test):", table(["arm", *[f"Δ {b}" for b in k], "Δ AUBC"], diff_rows)]
     if label_free:
         blocks.append(f"Label-free initial sets, mean paired gain over {lo}–{hi} labels: " + "; ".join(
-            f"{arm.split(',')[0]} {g:+.2f} points (" + (f"p={p:.3f}" if p is not None else "1 seed") + ")"
+            f"{arm.split(',')[0]} {g:+.2f} points ({p_text(p)})"
             for arm, (g, p) in label_free.items()) + ".")
     if epochs2:
         n = epochs2[0][0]

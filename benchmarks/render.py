@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alkit.reporting.summary import p_text
 from benchmarks.common import BENCHMARKS_MD, ISA_NAMES, RESULTS, machine_line
 
 KIND_ORDER = ("label_efficiency", "recipe", "scoring", "mc_dropout", "training_step", "peers", "end_to_end", "workers",
@@ -132,7 +133,7 @@ def best_strategy(ds: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
 def delta_text(d: list[float | None] | None) -> str:
     if d is None:
         return "–"
-    return f"{d[0]:+.2f}" + (f" (p={d[1]:.3f})" if d[1] is not None else " (1 seed)")
+    return f"{d[0]:+.2f} ({p_text(d[1])})"
 
 
 def headline(current: list[dict[str, Any]]) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from alkit.reporting.summary import p_text
+
 Outcome = tuple[str, str, list[str]]  # status, figure, evidence keys
 NOT_MEASURED: Outcome = ("not measured", "–", [])
 
@@ -31,10 +33,6 @@ def _best_delta(ds: dict[str, Any], budget: int, field: str = "delta_f1") -> tup
     found = [(name, s[field][str(budget)]) for name, s in ds["strategies"].items()
              if name != "random" and s.get(field, {}).get(str(budget))]
     return max(found, key=lambda item: item[1][0]) if found else None
-
-
-def _p(p: float | None) -> str:
-    return f"p={p:.3f}" if p is not None else "1 seed"
 
 
 def protocol_runs_at(current: list[dict[str, Any]], dataset: str, budget: int, field: str = "delta_f1",
@@ -68,7 +66,7 @@ def best_gain(dataset: str, budget: int, goal: float, field: str = "delta_f1", w
             return NOT_MEASURED
         name, diff, p, run = best
         seeds = run["metrics"]["datasets"][dataset]["strategies"][name]["seeds"]
-        return ("met" if diff >= goal else "missed", f"{name} {diff:+.2f} points ({_p(p)}, {seeds} seeds)", [run["key"]])
+        return ("met" if diff >= goal else "missed", f"{name} {diff:+.2f} points ({p_text(p)}, {seeds} seeds)", [run["key"]])
     return evaluate
 
 
@@ -225,7 +223,7 @@ def self_training_f1(dataset: str, labels: int, goal: float) -> Callable[..., Ou
         key = run["key"]
         first = next(iter(run["metrics"]["variants"].values()))
         figure = (f"`{name}` {best['f1']:.4f}, {best['delta_pts']:+.2f} points over the default's {first['f1']:.4f} on "
-                  f"the same labels ({_p(best['p'])}, {len(run['metrics']['seeds'])} seeds)")
+                  f"the same labels ({p_text(best['p'])}, {len(run['metrics']['seeds'])} seeds)")
         return ("met" if best["f1"] >= goal else "missed", figure, [key])
     return evaluate
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from alkit.reporting.summary import aubc, curves, labels_to_target, paired_vs, queried_class_counts, summary_table
+from alkit.reporting.summary import (aubc, curves, labels_to_target, p_text, paired_vs, queried_class_counts,
+                                     summary_table)
 
 
 def _rows() -> list[dict]:
@@ -65,3 +66,10 @@ def test_queried_class_counts_sum_each_strategys_histograms_over_rounds_and_seed
     np.testing.assert_array_equal(counts["margin"], [1, 3, 4])
     np.testing.assert_array_equal(counts["random"], [3, 0, 0])
     assert queried_class_counts(rows, "none") == {}
+
+
+def test_p_values_below_a_thousandth_print_as_such_and_a_missing_one_says_why() -> None:
+    assert p_text(0.0179) == "p=0.018"
+    assert p_text(0.0004) == "p<0.001"
+    assert p_text(0.001) == "p=0.001"
+    assert p_text(None) == "1 seed" and p_text(float("nan"), "no p") == "no p"

@@ -46,6 +46,13 @@ def queried_class_counts(rows: list[dict[str, Any]], dataset: str) -> dict[str, 
     return totals
 
 
+def p_text(p: float | None, missing: str = "1 seed") -> str:
+    """A p-value as the tables print it: ``p=0.018``, or ``p<0.001`` below that; ``missing`` where there is none."""
+    if p is None or p != p:
+        return missing
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 def aubc(n_labeled: np.ndarray, values: np.ndarray) -> float:
     """Area under the budget curve, normalised by the budget range: the mean height of the curve."""
     if len(n_labeled) == 0:

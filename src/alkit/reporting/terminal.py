@@ -6,14 +6,14 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from alkit.reporting.summary import summary_table
+from alkit.reporting.summary import p_text, summary_table
 
 
 def _diff(row: dict[str, Any]) -> str:
     if row.get("diff_vs_random") is None:
         return "–"
     p = row.get("p_value")
-    tail = "1 seed" if row["seeds"] < 2 or p is None or p != p else f"p={p:.3f}"
+    tail = "1 seed" if row["seeds"] < 2 else p_text(p)
     return f"{row['diff_vs_random'] * 100:+.2f} pts ({tail})"
 
 

@@ -190,12 +190,11 @@ def per_class(rows: list[dict[str, Any]], dataset: str, budget: int) -> dict[str
     out: dict[str, dict[str, list[float]]] = {}
     for strategy in sorted({r["strategy"] for r in rows if r["dataset"] == dataset}):
         mine = [r for r in rows if r["dataset"] == dataset and r["strategy"] == strategy]
-        seeds = sorted({r["seed"] for r in mine})
-        before = [[r for r in mine if r["seed"] == seed and r["n_labeled"] < budget] for seed in seeds]
+        hists = queried_per_seed(mine, dataset, strategy, budget)
         at = [r for r in mine if r["n_labeled"] == budget and r.get("per_class")]
-        if len(at) != len(seeds) or any(not b or any(r.get("query_hist") is None for r in b) for b in before):
+        if hists is None or len(at) != len(hists):
             continue
-        queries = np.mean([queried_class_counts(b, dataset)[strategy] for b in before], axis=0)
+        queries = np.mean(hists, axis=0)
         recall = np.mean([r["per_class"]["recall"] for r in at], axis=0)
         out[strategy] = {"queries_per_class": [round(float(q), 1) for q in queries],
                          "recall_per_class": [round(float(v), 4) for v in recall]}
@@ -238,16 +237,24 @@ def minority_query_share(rows: list[dict[str, Any]], dataset: str, budgets: list
     out: dict[str, dict[str, float | None]] = {}
     for strategy in sorted({r["strategy"] for r in rows}):
         mine = [r for r in rows if r["strategy"] == strategy]
-        seeds = sorted({r["seed"] for r in mine})
         out[strategy] = {}
         for n in budgets:
-            before = {seed: [r for r in mine if r["seed"] == seed and r["n_labeled"] < n] for seed in seeds}
-            if any(not b or any(r.get("query_hist") is None for r in b) for b in before.values()):
-                out[strategy][str(n)] = None
-                continue
-            hists = [queried_class_counts(b, dataset)[strategy] for b in before.values()]
-            out[strategy][str(n)] = float(np.mean([h[list(MINORITY)].sum() / h.sum() if h.sum() else 0.0
-                                                   for h in hists]))
+            hists = queried_per_seed(mine, dataset, strategy, n)
+            out[strategy][str(n)] = None if hists is None else float(np.mean(
+                [h[list(MINORITY)].sum() / h.sum() if h.sum() else 0.0 for h in hists]))
+    return out
+
+
+def queried_per_seed(rows: list[dict[str, Any]], dataset: str, strategy: str, budget: int) -> list[np.ndarray] | None:
+    """Per seed, the class counts of the labels ``strategy`` queried on ``dataset`` on the way to ``budget`` (the
+    ``query_hist`` of every round of ``rows``, its rows, below it; the shared initial set is in none). None where a
+    seed has no round below ``budget`` or lacks a histogram."""
+    out = []
+    for seed in sorted({r["seed"] for r in rows}):
+        before = [r for r in rows if r["seed"] == seed and r["n_labeled"] < budget]
+        if not before or any(r.get("query_hist") is None for r in before):
+            return None
+        out.append(queried_class_counts(before, dataset)[strategy])
     return out
 
 

@@ -482,6 +482,8 @@ def main() -> None:
         return
     if args.from_run:
         run_dir = args.from_run
+        if not (run_dir / "runs.sqlite").is_file():
+            raise SystemExit(f"--from-run: {run_dir} has no runs.sqlite; give the folder of an alkit run (its --out)")
     else:
         kw: dict[str, Any] = dict(initial=1000, query=args.query, rounds=(args.max_labels - 1000) // args.query,
                                   candidates=args.candidates, epochs=args.epochs, batch_size=args.batch_size,

@@ -1,6 +1,10 @@
 """The label-efficiency summary's per-class evidence, on rows made here."""
 from __future__ import annotations
 
+import pytest
+
+from benchmarks import label_efficiency
+from benchmarks.common import RESULTS
 from benchmarks.label_efficiency import _per_class_table, per_class
 
 
@@ -23,3 +27,12 @@ def test_per_class_counts_the_queries_up_to_the_budget_and_reads_the_recall_ther
     assert block["columns"] == ["strategy", "per class", "shirt", "coat"]
     assert block["rows"] == [["margin", "queries", "2", "2"], ["margin", "recall", "0.700", "0.700"]]
     assert _per_class_table(got, None)["columns"][2:] == ["0", "1"]
+
+
+def test_from_run_on_a_folder_without_a_run_store_stops_with_one_line_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    results = sorted(RESULTS.glob("*.json"))
+    monkeypatch.setattr("sys.argv", ["label_efficiency", "--from-run", str(tmp_path / "typo")])
+    with pytest.raises(SystemExit, match="has no runs.sqlite"):
+        label_efficiency.main()
+    assert not (tmp_path / "typo").exists()
+    assert sorted(RESULTS.glob("*.json")) == results

@@ -29,7 +29,8 @@ from alkit.models.device import cpu_has_native_bf16, resolve_device
 from alkit.models.seeded import init_weights
 from alkit.loop.outputs import round_outputs
 from alkit.strategies import PoolPrediction, entropy_scores, get_strategy, margin_scores, top_k
-from alkit.strategies.two_stage import TwoStageRecord, two_stage_scores
+from alkit.strategies.two_stage import (MAX_SHORTLIST_FRACTION, SAFETY, TwoStageRecord, calibration_positions, error_floor, shortlist,
+                                        two_stage_scores)
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_outputs
 from alkit.training.scoring_batch import CACHE_SHARE, l3_cache_bytes
@@ -126,6 +127,43 @@ def two_stage_rows(model: torch.nn.Module, x: np.ndarray, norm: Normalizer, dev:
         table.append(f"| {name} | {seconds:.2f} | {baseline_seconds / seconds:.2f}x | {record.shortlist:,} of "
                      f"{len(x):,} | {'yes' if not record.fallback else 'no (fp32 fallback)'} | "
                      f"{'yes' if identical else 'no'} |")
+    return {"table": table, "metrics": metrics}
+
+
+def cheap_pass_rows(cheap: dict[str, tuple[np.ndarray, float]], ref_logits: np.ndarray, k: int,
+                    baseline_seconds: float, fp32_seconds_per_image: float) -> dict:
+    """How large an exact shortlist each cheap pass needs, per strategy, and the best two-stage speed it allows.
+
+    ``cheap`` maps a pass's name to its logits over the pool and its seconds (pass plus one-off preparation).
+    Three shortlists: alkit's rule (``SAFETY`` times the error seen on the calibration slice), the rule with the
+    pool's true largest error, and the smallest prefix of the cheap ranking that holds the fp32 top ``k`` (an
+    oracle no real rule can beat). The ceiling prices the oracle shortlist at the fp32 path's speed.
+    """
+    table = [f"| cheap pass | strategy | top-{k:,} overlap | largest error | shortlist, alkit's rule | "
+             "shortlist, true largest error | smallest exact shortlist | ceiling vs baseline loop + selection |",
+             "|---|---|---|---|---|---|---|---|"]
+    metrics: dict[str, dict] = {}
+    n = len(ref_logits)
+    for name in ("margin", "entropy"):
+        score = get_strategy(name).score
+        exact = np.asarray(score(PoolPrediction(ref_logits)), dtype=np.float64)
+        fp32_top = np.argsort(-exact, kind="stable")[:k]
+        for label, (logits, seconds) in cheap.items():
+            approx = np.asarray(score(PoolPrediction(logits)), dtype=np.float64)
+            error = np.abs(approx - exact)
+            calibrated = SAFETY * float(error[calibration_positions(n)].max()) + error_floor(approx)
+            rank = np.empty(n, dtype=np.int64)
+            rank[np.argsort(-approx, kind="stable")] = np.arange(n)
+            oracle = int(rank[fp32_top].max()) + 1
+            ruled, widest = len(shortlist(approx, k, calibrated)), len(shortlist(approx, k, float(error.max())))
+            ceiling = baseline_seconds / (seconds + oracle * fp32_seconds_per_image)
+            overlap = len(set(fp32_top.tolist()) & set(np.argsort(-approx, kind="stable")[:k].tolist())) / k
+            metrics.setdefault(label, {})[name] = {"overlap": overlap, "max_error": float(error.max()),
+                                                   "shortlist_rule": ruled, "shortlist_true_error": widest,
+                                                   "shortlist_oracle": oracle, "ceiling": ceiling}
+            fallback = " (fp32 fallback)" if ruled > n * MAX_SHORTLIST_FRACTION else ""
+            table.append(f"| {label} | {name} | {overlap:.1%} | {error.max():.3g} | {ruled:,}{fallback} | {widest:,} | "
+                         f"{oracle:,} | {ceiling:.2f}x |")
     return {"table": table, "metrics": metrics}
 
 
@@ -251,6 +289,14 @@ def main() -> None:
     model.to(dev)
     staged = two_stage_rows(model, x, norm, dev, k, ref, args.repeats, args.pool / base_rate + select_seconds,
                             ds.image_shape)
+    cheap_label = f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)"
+    cheap = {"bf16 autocast": (outputs[cheap_label], args.pool / dict(rows)[cheap_label])} if bf16_pool == args.pool else {}
+    int8_label = "int8 static quantisation (x86 backend), batch 256"
+    if int8_label in outputs:
+        cheap["int8 (with its quantisation)"] = (outputs[int8_label],
+                                                 args.pool / dict(rows)[int8_label] + quantize_seconds)
+    shortlists = cheap_pass_rows(cheap, ref, k, args.pool / base_rate + select_seconds,
+                                 1 / dict(rows)[f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})"])
     sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n),
                                     lambda n: baseline_logits(model, x[:n], norm, 128, dev), bf16_pool == args.pool,
                                     {"fp32": default_batch, "bf16": bf16_batch},
@@ -292,6 +338,15 @@ baseline's.
 
 {chr(10).join(staged["table"])}
 
+How small an exact shortlist each cheap pass allows. "alkit's rule" is the two-stage bound ({SAFETY:g} times the
+largest error on the {len(calibration_positions(args.pool)):,}-image calibration slice); "true largest error" applies the rule with the largest
+error over the whole pool; "smallest exact shortlist" is the shortest prefix of the cheap ranking that holds all of
+fp32's top {k:,}, which no rule can undercut. The ceiling is the baseline's time over the cheap pass's time (for int8
+with its quantisation) plus that smallest shortlist rescored on the fp32 path: the fastest exact two-stage selection
+this pass could give.
+
+{chr(10).join(shortlists["table"])}
+
 Scoring batch per precision: alkit's `predict_logits` on the first {min(SWEEP_IMAGES, args.pool):,} images, speed
 relative to the baseline loop, each setting's fastest of {SWEEP_TURNS} interleaved turns. On a CPU alkit sizes the
 batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of the L3 cache
@@ -306,7 +361,7 @@ batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of 
                "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
                                 "exact": exact[default]},
                "fastest_exact": max(rate / base_rate for name, rate in rows if exact[name]),
-               "two_stage": staged["metrics"],
+               "two_stage": staged["metrics"], "cheap_pass_shortlists": shortlists["metrics"],
                "batch_sweep": {"chosen": {"fp32": default_batch, "bf16": bf16_batch}, "speed": sweep_data}}
     if TrainConfig().cheap_scoring_precision(dev) and staged["metrics"]:
         worst = min(staged["metrics"].values(), key=lambda m: m["speedup"])

@@ -50,6 +50,22 @@ class TwoStageRecord:
                 f"({self.observed_error:.3g} <= {self.error_bound:.3g}{widened})")
 
 
+def calibration_positions(n: int) -> np.ndarray:
+    """The positions, spread evenly over ``n`` candidates, whose error calibrates the bound."""
+    return np.unique(np.linspace(0, n - 1, CALIBRATION).astype(np.int64))
+
+
+def shortlist(cheap: np.ndarray, k: int, bound: float) -> np.ndarray:
+    """Positions whose cheap score could reach the fp32 top ``k`` if every cheap score is within ``bound``."""
+    kth = float(np.partition(cheap, len(cheap) - k)[len(cheap) - k])
+    return np.flatnonzero(cheap >= kth - 2.0 * bound)
+
+
+def error_floor(cheap: np.ndarray) -> float:
+    """The smallest bound used: rounding of the scores themselves."""
+    return 1e-6 * (1.0 + float(np.max(np.abs(cheap))))
+
+
 def two_stage_scores(score: ScoreFn, outputs: ModelOutputs, candidates: np.ndarray, k: int
                      ) -> tuple[np.ndarray, TwoStageRecord] | None:
     """fp32 scores for the candidates that can reach the top ``k`` (``-inf`` for the others), and the record;
@@ -73,13 +89,12 @@ def two_stage_scores(score: ScoreFn, outputs: ModelOutputs, candidates: np.ndarr
             exact[todo] = score(PoolPrediction(outputs.logits(candidates[todo])))
             have[todo] = True
 
-    rescore(np.unique(np.linspace(0, n - 1, CALIBRATION).astype(np.int64)))
-    floor = 1e-6 * (1.0 + float(np.max(np.abs(cheap))))
+    rescore(calibration_positions(n))
+    floor = error_floor(cheap)
     bound = SAFETY * float(np.max(np.abs(exact[have] - cheap[have]))) + floor
-    kth = float(np.partition(cheap, n - k)[n - k])
     widenings = 0
     while True:
-        short = np.flatnonzero(cheap >= kth - 2.0 * bound)
+        short = shortlist(cheap, k, bound)
         if len(short) > n * MAX_SHORTLIST_FRACTION:
             full = np.asarray(score(PoolPrediction(outputs.logits(candidates))), dtype=np.float64)
             return full, TwoStageRecord(n, len(short), bound, float("nan"), widenings, True)

@@ -29,8 +29,8 @@ from alkit.models.device import cpu_has_native_bf16, resolve_device
 from alkit.models.seeded import init_weights
 from alkit.loop.outputs import round_outputs
 from alkit.strategies import PoolPrediction, entropy_scores, get_strategy, margin_scores, top_k
-from alkit.strategies.two_stage import (MAX_SHORTLIST_FRACTION, SAFETY, TwoStageRecord, calibration_positions, error_floor, shortlist,
-                                        two_stage_scores)
+from alkit.strategies.two_stage import (MAX_SHORTLIST_FRACTION, SAFETY, TwoStageRecord, calibration_positions,
+                                        error_floor, shortlist, two_stage_scores)
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_outputs
 from alkit.training.scoring_batch import CACHE_SHARE, l3_cache_bytes
@@ -152,12 +152,13 @@ def cheap_pass_rows(cheap: dict[str, tuple[np.ndarray, float]], ref_logits: np.n
             approx = np.asarray(score(PoolPrediction(logits)), dtype=np.float64)
             error = np.abs(approx - exact)
             calibrated = SAFETY * float(error[calibration_positions(n)].max()) + error_floor(approx)
+            order = np.argsort(-approx, kind="stable")
             rank = np.empty(n, dtype=np.int64)
-            rank[np.argsort(-approx, kind="stable")] = np.arange(n)
+            rank[order] = np.arange(n)
             oracle = int(rank[fp32_top].max()) + 1
             ruled, widest = len(shortlist(approx, k, calibrated)), len(shortlist(approx, k, float(error.max())))
             ceiling = baseline_seconds / (seconds + oracle * fp32_seconds_per_image)
-            overlap = len(set(fp32_top.tolist()) & set(np.argsort(-approx, kind="stable")[:k].tolist())) / k
+            overlap = len(set(fp32_top.tolist()) & set(order[:k].tolist())) / k
             metrics.setdefault(label, {})[name] = {"overlap": overlap, "max_error": float(error.max()),
                                                    "shortlist_rule": ruled, "shortlist_true_error": widest,
                                                    "shortlist_oracle": oracle, "ceiling": ceiling}
@@ -245,11 +246,13 @@ def main() -> None:
     compile_bf16_seconds = time.perf_counter() - t0
     bf16_copy = Bf16Input(copy.deepcopy(model).to(torch.bfloat16))
     channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    default_label = f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})"
+    cheap_label = f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)"
+    int8_label = "int8 static quantisation (x86 backend), batch 256"
     variants: dict[str, tuple[Callable[[], np.ndarray], int]] = {
         "baseline: eager fp32 model(x), batch 128": (lambda: baseline_logits(model, x, norm, 128, dev), args.pool),
         "baseline loop, batch 1024": (lambda: baseline_logits(model, x, norm, 1024, dev), args.pool),
-        f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})": (
-            lambda: predict(model, default_batch), args.pool),
+        default_label: (lambda: predict(model, default_batch), args.pool),
         "alkit predict_logits, batch 128 (the baseline's batch: alkit's code alone)": (
             lambda: predict(model, 128), args.pool),
         "alkit predict_logits, batch 1024": (lambda: predict(model, 1024), args.pool),
@@ -258,8 +261,7 @@ def main() -> None:
         "alkit predict_logits, channels-last model": (lambda: predict(channels_last, 256), args.pool),
         "TorchScript frozen + optimize_for_inference, batch 256": (lambda: predict(frozen, 256), args.pool),
         "torch.compile (inductor), batch 256": (lambda: predict(compiled, 256), args.pool),
-        f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)": (
-            lambda: predict(model, bf16_batch, "bf16", bf16_pool), bf16_pool),
+        cheap_label: (lambda: predict(model, bf16_batch, "bf16", bf16_pool), bf16_pool),
         f"alkit predict_logits, bf16 autocast, NCHW batches, batch {bf16_batch}": (
             lambda: predict(model, bf16_batch, "bf16", bf16_pool, False), bf16_pool),
         f"alkit predict_logits, a bf16 copy of the model (bf16 weights and batches, no autocast), batch {bf16_batch}": (
@@ -270,7 +272,7 @@ def main() -> None:
     quantize_seconds = None
     if on_cpu:
         quantized, quantize_seconds = prepare(lambda: int8_static(model, norm(ds.x_train[np.sort(idx)], dev)))
-        variants["int8 static quantisation (x86 backend), batch 256"] = (lambda: predict(quantized, 256), args.pool)
+        variants[int8_label] = (lambda: predict(quantized, 256), args.pool)
     else:
         variants["alkit predict_logits, bf16 autocast, batch 4096"] = (lambda: predict(model, 4096, "bf16"),
                                                                         args.pool)
@@ -281,6 +283,7 @@ def main() -> None:
         seconds, outputs[name] = best_of(fn, args.repeats if n == args.pool else 1)
         rows.append((name, n / seconds))
     base_rate = rows[0][1]
+    rates = dict(rows)
     ref = outputs["baseline: eager fp32 model(x), batch 128"]
     t0 = time.perf_counter()
     ref_sel = {s: set(select(ref, k, s).tolist()) for s in ("margin", "entropy")}
@@ -289,14 +292,10 @@ def main() -> None:
     model.to(dev)
     staged = two_stage_rows(model, x, norm, dev, k, ref, args.repeats, args.pool / base_rate + select_seconds,
                             ds.image_shape)
-    cheap_label = f"alkit predict_logits, bf16 autocast, batch {bf16_batch} (two-stage's cheap pass)"
-    cheap = {"bf16 autocast": (outputs[cheap_label], args.pool / dict(rows)[cheap_label])} if bf16_pool == args.pool else {}
-    int8_label = "int8 static quantisation (x86 backend), batch 256"
+    cheap = {"bf16 autocast": (outputs[cheap_label], args.pool / rates[cheap_label])} if bf16_pool == args.pool else {}
     if int8_label in outputs:
-        cheap["int8 (with its quantisation)"] = (outputs[int8_label],
-                                                 args.pool / dict(rows)[int8_label] + quantize_seconds)
-    shortlists = cheap_pass_rows(cheap, ref, k, args.pool / base_rate + select_seconds,
-                                 1 / dict(rows)[f"alkit predict_logits (default path: fp32, inference_mode, batch {default_batch})"])
+        cheap["int8 (with its quantisation)"] = (outputs[int8_label], args.pool / rates[int8_label] + quantize_seconds)
+    shortlists = cheap_pass_rows(cheap, ref, k, args.pool / base_rate + select_seconds, 1 / rates[default_label])
     sweep, sweep_data = batch_sweep(lambda batch, precision, n: predict(model, batch, precision, n),
                                     lambda n: baseline_logits(model, x[:n], norm, 128, dev), bf16_pool == args.pool,
                                     {"fp32": default_batch, "bf16": bf16_batch},
@@ -356,10 +355,9 @@ batch so that the model's largest activation takes at most {CACHE_SHARE:.0%} of 
 """
     print(body)
     exact = {name: overlap(name, "margin") == "100.0%" and overlap(name, "entropy") == "100.0%" for name, _ in rows}
-    default = next(name for name, _ in rows if "(default path" in name)
     metrics = {"device": dev.type, "dataset": args.dataset,
-               "default_path": {"variant": default, "speedup": dict(rows)[default] / base_rate,
-                                "exact": exact[default]},
+               "default_path": {"variant": default_label, "speedup": rates[default_label] / base_rate,
+                                "exact": exact[default_label]},
                "fastest_exact": max(rate / base_rate for name, rate in rows if exact[name]),
                "two_stage": staged["metrics"], "cheap_pass_shortlists": shortlists["metrics"],
                "batch_sweep": {"chosen": {"fp32": default_batch, "bf16": bf16_batch}, "speed": sweep_data}}

@@ -19,6 +19,8 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
+from alkit.models.device import ONEDNN_BF16_ISAS, onednn_isa_cap
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -46,14 +48,32 @@ def machine_info() -> dict[str, Any]:
                 flags = line.split(":", 1)[1]
     except OSError:
         pass
-    return {"cpu": cpu, "isa": cpu_isa(flags), "cores": os.cpu_count(),
+    cap = onednn_isa_cap()
+    return {"cpu": cpu, "isa": cpu_isa(flags), **({"isa_cap": cap} if cap else {}), "cores": os.cpu_count(),
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def isa_text(info: dict[str, Any]) -> str:
+    """The CPU type, and the oneDNN cap a run put on it (``ONEDNN_MAX_CPU_ISA``), if any."""
+    cap = info.get("isa_cap")
+    return ISA_NAMES[info.get("isa", "unknown")] + (f", oneDNN capped at {cap}" if cap else "")
+
+
+def cap_words() -> str:
+    """``, oneDNN capped at <ISA>`` for a title when ``ONEDNN_MAX_CPU_ISA`` caps this run, else nothing."""
+    cap = onednn_isa_cap()
+    return f", oneDNN capped at {cap}" if cap else ""
+
+
+def stands_in_for_avx2(info: dict[str, Any]) -> bool:
+    """True for a native-bf16 CPU whose oneDNN kernels were capped below bf16: an approximate AVX2-only CPU."""
+    return info.get("isa") == "avx512-bf16" and bool(info.get("isa_cap")) and info["isa_cap"] not in ONEDNN_BF16_ISAS
+
+
 def machine_line(info: dict[str, Any]) -> str:
-    return (f"{info['cpu']} [{ISA_NAMES[info.get('isa', 'unknown')]}], {info['cores']} cores, {info['memory_gib']} GiB, "
+    return (f"{info['cpu']} [{isa_text(info)}], {info['cores']} cores, {info['memory_gib']} GiB, "
             f"{info.get('gpu') or 'no GPU'}; Python {info['python']}, torch {info['torch']}, "
             f"{info['threads']} torch threads")
 
@@ -117,8 +137,12 @@ def markdown_blocks(body: str) -> list[str | dict[str, Any]]:
 
 
 def device_key(base: str, device: torch.device) -> str:
-    """A result key per machine type: ``<base>-cuda``, or ``<base>-cpu-avx512-bf16`` / ``-cpu-avx2``."""
-    return f"{base}-{device.type}" if device.type != "cpu" else f"{base}-cpu-{machine_info()['isa']}"
+    """A result key per machine type: ``<base>-cuda``, or ``<base>-cpu-avx512-bf16`` / ``-cpu-avx2``, with
+    ``-onednn-<cap>`` after it when ``ONEDNN_MAX_CPU_ISA`` capped oneDNN's kernels."""
+    if device.type != "cpu":
+        return f"{base}-{device.type}"
+    info = machine_info()
+    return f"{base}-cpu-{info['isa']}" + (f"-onednn-{info['isa_cap'].lower()}" if info.get("isa_cap") else "")
 
 
 def table(columns: list[str], rows: list[list[Any]], formats: list[str | None] | None = None) -> dict[str, Any]:
@@ -158,4 +182,5 @@ STARTED_AT = commit()  # the code a benchmark process runs is the code it import
 def command() -> str:
     """The command line that reproduces this run, from the repository root."""
     module = os.path.relpath(sys.argv[0], ROOT).removesuffix(".py").replace(os.sep, ".")
-    return "python -m " + " ".join([module, *sys.argv[1:]])
+    cap = onednn_isa_cap()
+    return (f"ONEDNN_MAX_CPU_ISA={cap} " if cap else "") + "python -m " + " ".join([module, *sys.argv[1:]])

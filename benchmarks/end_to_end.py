@@ -38,7 +38,7 @@ from alkit.models.device import resolve_device, resolve_precision
 from alkit.training.inference import predict_logits
 from alkit.training.config import TrainConfig
 from alkit.training.trainer import Normalizer
-from benchmarks.common import device_key, markdown_blocks, save_result
+from benchmarks.common import cap_words, device_key, markdown_blocks, save_result
 
 
 def plain_loop(ds, initial: int, query: int, rounds: int, epochs: int, batch: int, lr: float, seed: int,
@@ -241,7 +241,7 @@ not counted in the plain loop's wall time).
                        largest_f1_shortfall_pts=found[1]["largest_f1_shortfall_pts"])
     if not args.smoke:
         save_result(device_key("end-to-end", device) + f"-{used}", "end_to_end",
-                    f"End to end: the standard run on {device.type.upper()}, alkit in {used}",
+                    f"End to end: the standard run on {device.type.upper()}, alkit in {used}{cap_words()}",
                     markdown_blocks(body), metrics)
 
 

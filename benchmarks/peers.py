@@ -32,7 +32,7 @@ from alkit.strategies import ModelOutputs, QueryContext, get_strategy
 from alkit.training.config import TrainConfig
 from alkit.training.inference import predict_logits
 from alkit.training.trainer import Normalizer, fit
-from benchmarks.common import device_key, markdown_blocks, save_result
+from benchmarks.common import cap_words, device_key, markdown_blocks, save_result
 
 CPU = torch.device("cpu")
 
@@ -196,7 +196,7 @@ Selection agreement given the same trained weights (top-{args.query:,} sets):
                "rounds": {s: {"alkit_fp32_s": a, "alkit_s": d, "baal_s": b, "modal_s": m} for s, a, b, m, d in rows},
                "agreement": {s: {"baal": b, "modal": m, "default_vs_fp32": d} for s, b, m, d in agreement}}
     if not args.smoke:
-        save_result(device_key("peers", CPU), "peers", "Round time vs baal and modAL", markdown_blocks(body), metrics)
+        save_result(device_key("peers", CPU), "peers", "Round time vs baal and modAL" + cap_words(), markdown_blocks(body), metrics)
 
 
 def _version(name: str) -> str:

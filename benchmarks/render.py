@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from alkit.reporting.summary import p_text
-from benchmarks.common import BENCHMARKS_MD, ISA_NAMES, RESULTS, machine_line
+from benchmarks.common import BENCHMARKS_MD, RESULTS, isa_text, machine_line
 
 KIND_ORDER = ("label_efficiency", "recipe", "scoring", "mc_dropout", "training_step", "peers", "end_to_end", "workers",
               "memory")
@@ -72,7 +72,7 @@ def machine_kind(result: dict[str, Any]) -> str:
     m = result["machine"]
     if result.get("metrics", {}).get("device", "cpu") == "cuda" or (m.get("gpu") and "cuda" in result["command"]):
         return f"GPU: {m['gpu']}"
-    return f"CPU, {ISA_NAMES[m['isa']]}, {m['cores']} cores"
+    return f"CPU, {isa_text(m)}, {m['cores']} cores"
 
 
 def render_blocks(blocks: list[str | dict[str, Any]]) -> str:

@@ -12,15 +12,15 @@ alike. The "plain" row is what a user writes: the labeled images converted to a 
     python -m benchmarks.training_step --device cuda
     python -m benchmarks.training_step --smoke                  # seconds, for CI (writes nothing)
 
-On an AVX512-BF16 CPU capped at AVX2, alkit's default is taken to be fp32, as on a real AVX2-only CPU.
+On an AVX512-BF16 CPU capped at AVX2, alkit's default is fp32 (`cpu_has_native_bf16` reads the cap), as on a
+real AVX2-only CPU.
 
-bf16 rows run only where bf16 is native (a GPU, or a CPU with AVX512-BF16 or AMX and no ISA cap): an
+bf16 rows run only where bf16 is native (a GPU, or a CPU with AVX512-BF16 or AMX and no ISA cap below it): an
 emulated bf16 step is several times slower than fp32, and alkit never trains in it by default there.
 """
 from __future__ import annotations
 
 import argparse
-import os
 import time
 
 import numpy as np
@@ -30,11 +30,11 @@ from torch import nn
 import alkit
 from alkit.loop.seeding import numpy_rng, torch_generator
 from alkit.models import ReferenceCNN
-from alkit.models.device import cpu_has_native_bf16, resolve_device, resolve_precision
+from alkit.models.device import cpu_has_native_bf16, onednn_isa_cap, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
 from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
-from benchmarks.common import device_key, save_result, table
+from benchmarks.common import cap_words, device_key, save_result, table
 
 PLAIN = "plain loop step (fp32, NCHW, float images prepared once)"
 
@@ -106,8 +106,8 @@ def main() -> None:
     if args.smoke:
         args.labels, args.epochs, args.rounds = 200, 1, 1
     device = resolve_device(args.device)
-    isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
-    native_bf16 = device.type == "cuda" or (cpu_has_native_bf16() and not isa_cap)
+    isa_cap = onednn_isa_cap()
+    native_bf16 = device.type == "cuda" or cpu_has_native_bf16()
     ds = alkit.load_dataset("fashion-mnist", progress=False)
     norm = Normalizer(*ds.channel_stats())
     labeled = np.sort(numpy_rng(0, 0, "initial").choice(len(ds.y_train), args.labels, replace=False))
@@ -149,9 +149,9 @@ def main() -> None:
                "rows": {name: {"images_per_s": 1 / best[name], "vs_plain": best[PLAIN] / best[name]}
                         for name in [PLAIN, *rows]}}
     if not args.smoke:
-        key = device_key("training-step", device) + (f"-onednn-{isa_cap.lower()}" if isa_cap else "")
+        key = device_key("training-step", device)
         title = (f"Training step on {'the CPU' if device.type == 'cpu' else device.type.upper()}"
-                 + (f", oneDNN capped at {isa_cap}" if isa_cap else ""))
+                 + cap_words())
         save_result(key, "training_step", title, text, metrics)
 
 

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks.common import BENCHMARKS_MD, RESULTS, cpu_isa, machine_line, markdown_blocks, save_result, table
 from benchmarks.render import best_strategy, headline, md_table, render
@@ -239,6 +240,27 @@ def test_the_end_to_end_target_reads_the_arm_that_ran_todays_defaults() -> None:
     no_default = _end_to_end({"alkit scratch": (scratch, 700.0, 0.0), "alkit fp32": (arm_options("fp32", "auto"), 900.0, 0.0),
                               "alkit bf16": (arm_options("default", "bf16"), 600.0, 0.0)})
     assert default_arm(no_default["metrics"]) is None and evaluate([no_default]) == ("not measured", "–", [])
+
+
+def test_a_run_with_onednn_capped_below_bf16_counts_only_as_an_avx2_stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.common import device_key, machine_info
+    from benchmarks.end_to_end import arm_options
+    from benchmarks.targets import end_to_end
+
+    run = _end_to_end({"alkit default": (arm_options("default", "auto"), 400.0, 0.1)})
+    run["machine"] = {"isa": "avx512-bf16", "isa_cap": "AVX2", "gpu": None, "cores": 2}
+    assert end_to_end("avx512-bf16", 0.5)([run]) == ("not measured", "–", [])
+    assert end_to_end("avx2", 0.5)([run]) == ("not measured", "–", [])
+    assert end_to_end("avx2-stand-in", 0.5)([run])[0] == "met"
+    run["machine"]["isa_cap"] = "AVX512_CORE_BF16"  # a cap that keeps bf16 stands in for nothing
+    assert end_to_end("avx2-stand-in", 0.5)([run]) == ("not measured", "–", [])
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx2")
+    info = machine_info()
+    assert info["isa_cap"] == "AVX2" and "oneDNN capped at AVX2" in machine_line(info)
+    assert device_key("peers", torch.device("cpu")).endswith(f"-cpu-{info['isa']}-onednn-avx2")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    assert "isa_cap" not in machine_info() and "onednn" not in device_key("peers", torch.device("cpu"))
 
 
 def test_the_scoring_target_reads_fashion_mnist_runs_only() -> None:

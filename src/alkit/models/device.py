@@ -1,6 +1,8 @@
 """Choosing the compute device and the numeric precision it supports."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 from alkit.errors import ConfigError
@@ -20,8 +22,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+# oneDNN's ISA levels (``ONEDNN_MAX_CPU_ISA``) that include bf16 dot products; a cap below them emulates bf16
+ONEDNN_BF16_ISAS = frozenset({"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512",
+                              "AVX512_CORE_AMX", "AVX10_1_512_AMX", "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16"})
+
+
+def onednn_isa_cap() -> str | None:
+    """The instruction-set cap put on oneDNN's kernels by ``ONEDNN_MAX_CPU_ISA`` (upper-cased), or None."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    return cap or None
+
+
 def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX); else bf16 is emulated and slow."""
+    """True when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX) and oneDNN may use them; else bf16
+    is emulated and slow. A ``ONEDNN_MAX_CPU_ISA`` cap below AVX512_CORE_BF16 counts as no native bf16."""
+    cap = onednn_isa_cap()
+    if cap and cap not in ONEDNN_BF16_ISAS:
+        return False
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()

@@ -252,6 +252,9 @@ def test_a_run_with_onednn_capped_below_bf16_counts_only_as_an_avx2_stand_in(mon
     assert end_to_end("avx512-bf16", 0.5)([run]) == ("not measured", "–", [])
     assert end_to_end("avx2", 0.5)([run]) == ("not measured", "–", [])
     assert end_to_end("avx2-stand-in", 0.5)([run])[0] == "met"
+    run["metrics"]["arms"]["alkit default"]["largest_f1_shortfall_pts"] = -0.1
+    assert end_to_end("avx2-stand-in", 0.5)([run])[1] == (
+        "0.40x the plain loop's time; F1 at least 0.1 points over it at every budget (3 seeds)")
     run["machine"]["isa_cap"] = "AVX512_CORE_BF16"  # a cap that keeps bf16 stands in for nothing
     assert end_to_end("avx2-stand-in", 0.5)([run]) == ("not measured", "–", [])
 

@@ -55,16 +55,15 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
+def cap_words(cap: str | None = None) -> str:
+    """``, oneDNN capped at <ISA>`` for ``cap`` (default: this process's ``ONEDNN_MAX_CPU_ISA``), or nothing."""
+    cap = cap or onednn_isa_cap()
+    return f", oneDNN capped at {cap}" if cap else ""
+
+
 def isa_text(info: dict[str, Any]) -> str:
     """The CPU type, and the oneDNN cap a run put on it (``ONEDNN_MAX_CPU_ISA``), if any."""
-    cap = info.get("isa_cap")
-    return ISA_NAMES[info.get("isa", "unknown")] + (f", oneDNN capped at {cap}" if cap else "")
-
-
-def cap_words() -> str:
-    """``, oneDNN capped at <ISA>`` for a title when ``ONEDNN_MAX_CPU_ISA`` caps this run, else nothing."""
-    cap = onednn_isa_cap()
-    return f", oneDNN capped at {cap}" if cap else ""
+    return ISA_NAMES[info.get("isa", "unknown")] + (cap_words(info["isa_cap"]) if info.get("isa_cap") else "")
 
 
 def stands_in_for_avx2(info: dict[str, Any]) -> bool:

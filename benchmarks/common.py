@@ -19,7 +19,7 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from alkit.models.device import ONEDNN_BF16_ISAS, onednn_isa_cap
+from alkit.models.device import cap_emulates_bf16, onednn_isa_cap
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +68,7 @@ def isa_text(info: dict[str, Any]) -> str:
 
 def stands_in_for_avx2(info: dict[str, Any]) -> bool:
     """True for a native-bf16 CPU whose oneDNN kernels were capped below bf16: an approximate AVX2-only CPU."""
-    return info.get("isa") == "avx512-bf16" and bool(info.get("isa_cap")) and info["isa_cap"] not in ONEDNN_BF16_ISAS
+    return info.get("isa") == "avx512-bf16" and cap_emulates_bf16(info.get("isa_cap"))
 
 
 def machine_line(info: dict[str, Any]) -> str:

@@ -33,11 +33,15 @@ def onednn_isa_cap() -> str | None:
     return cap or None
 
 
+def cap_emulates_bf16(cap: str | None) -> bool:
+    """True when a ``ONEDNN_MAX_CPU_ISA`` value keeps oneDNN below bf16 dot products (so bf16 is emulated)."""
+    return bool(cap) and cap.strip().upper() not in ONEDNN_BF16_ISAS
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX) and oneDNN may use them; else bf16
     is emulated and slow. A ``ONEDNN_MAX_CPU_ISA`` cap below AVX512_CORE_BF16 counts as no native bf16."""
-    cap = onednn_isa_cap()
-    if cap and cap not in ONEDNN_BF16_ISAS:
+    if cap_emulates_bf16(onednn_isa_cap()):
         return False
     try:
         with open("/proc/cpuinfo") as f:

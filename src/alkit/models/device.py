@@ -34,8 +34,8 @@ def onednn_isa_cap() -> str | None:
 
 
 def cap_emulates_bf16(cap: str | None) -> bool:
-    """True when a ``ONEDNN_MAX_CPU_ISA`` value keeps oneDNN below bf16 dot products (so bf16 is emulated)."""
-    return bool(cap) and cap.strip().upper() not in ONEDNN_BF16_ISAS
+    """True when a cap, as :func:`onednn_isa_cap` gives it, keeps oneDNN below bf16 dot products (bf16 emulated)."""
+    return bool(cap) and cap not in ONEDNN_BF16_ISAS
 
 
 def cpu_has_native_bf16() -> bool:

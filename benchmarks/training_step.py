@@ -21,7 +21,9 @@ emulated bf16 step is several times slower than fp32, and alkit never trains in 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
+from unittest import mock
 
 import numpy as np
 import torch
@@ -33,6 +35,7 @@ from alkit.models import ReferenceCNN
 from alkit.models.device import cpu_has_native_bf16, onednn_isa_cap, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
+from alkit.training import trainer
 from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
 from benchmarks.common import cap_words, device_key, save_result, table
 
@@ -71,27 +74,41 @@ def default_layout(device: torch.device) -> str:
     return "channels-last" if device.type == "cpu" else "NCHW"
 
 
+UNFUSED = ", PyTorch's default Adam (not fused)"
+
+
+def adam(fused: bool) -> contextlib.AbstractContextManager:
+    """alkit's optimizer as it is (fused Adam where it applies), or PyTorch's default Adam, alkit's before."""
+    if fused:
+        return contextlib.nullcontext()
+    return mock.patch.object(trainer, "fused_adam_applies", lambda params: False)
+
+
 def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device, cfg: TrainConfig,
-                precision: str, layout: str, seed: int) -> int:
+                precision: str, layout: str, seed: int, fused: bool = True) -> int:
     model = ReferenceCNN(ds.image_shape, ds.num_classes)
     init_weights(model, torch_generator(seed, 0, "init"))
-    fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, device, precision, numpy_rng(seed, 0, "batches"),
-        torch_generator(seed, 0, "dropout", device), channels_last=LAYOUTS[layout])
+    with adam(fused):
+        fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, device, precision, numpy_rng(seed, 0, "batches"),
+            torch_generator(seed, 0, "dropout", device), channels_last=LAYOUTS[layout])
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return training_epochs(len(labeled), cfg) * steps_per_epoch(len(labeled), cfg.batch_size)
 
 
-def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int]]:
-    """Row name -> (precision, batch layout, batch)."""
+def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int, bool]]:
+    """Row name -> (precision, batch layout, batch, fused Adam)."""
     out = {}
     precisions = ("fp32", "bf16") if native_bf16 else ("fp32",)
     for precision in precisions:
         for layout in LAYOUTS:
-            out[f"alkit fit, {precision}, {layout} batches, batch 64"] = (precision, layout, 64)
+            out[f"alkit fit, {precision}, {layout} batches, batch 64"] = (precision, layout, 64, True)
+    for precision in precisions:
+        out[f"alkit fit, {precision}, {default_layout(device)} batches, batch 64{UNFUSED}"] = (
+            precision, default_layout(device), 64, False)
     for precision in precisions:
         out[f"alkit fit, {precision}, {default_layout(device)} batches, batch 128"] = (
-            precision, default_layout(device), 128)
+            precision, default_layout(device), 128, True)
     return out
 
 
@@ -120,9 +137,9 @@ def main() -> None:
             if name == PLAIN:
                 steps = plain_steps(ds, labeled, norm, device, 64, args.epochs, turn)
             else:
-                precision, layout, batch = rows[name]
+                precision, layout, batch, fused = rows[name]
                 cfg = TrainConfig(epochs=args.epochs, batch_size=batch, min_steps=0, bn_recalibration=False).validate()
-                steps = alkit_steps(ds, labeled, norm, device, cfg, precision, layout, turn)
+                steps = alkit_steps(ds, labeled, norm, device, cfg, precision, layout, turn, fused)
             per_step = (time.perf_counter() - t0) / steps
             batch = 64 if name == PLAIN else rows[name][2]
             best[name] = min(best.get(name, float("inf")), per_step / batch)  # seconds per image
@@ -146,6 +163,7 @@ def main() -> None:
         print(c)
     metrics = {"device": device.type, "isa_cap": isa_cap, "default": default,
                "default_vs_plain": best[PLAIN] / best[default], "default_vs_fp32": base / best[default],
+               "fused_adam_gain": best[default + UNFUSED] / best[default],
                "rows": {name: {"images_per_s": 1 / best[name], "vs_plain": best[PLAIN] / best[name]}
                         for name in [PLAIN, *rows]}}
     if not args.smoke:

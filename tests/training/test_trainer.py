@@ -85,6 +85,37 @@ def test_cosine_schedule_anneals_to_zero_and_constant_keeps_lr():
     assert opt.param_groups[0]["lr"] == 0.01 and opt.param_groups[0]["weight_decay"] == 0.1
 
 
+def test_adam_is_fused_on_the_cpu_and_updates_as_the_default_adam_does():
+    fused_model, plain_model = _model(), _model()
+    cfg = TrainConfig(lr=0.01, lr_schedule="cosine", weight_decay=0.1)
+    fused, fused_schedule = build_optimizer(fused_model, cfg, total_steps=20)
+    assert fused.defaults["fused"] is True
+    plain = torch.optim.Adam(plain_model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=False)
+    plain_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(plain, T_max=20)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        for a, b in zip(fused_model.parameters(), plain_model.parameters()):
+            a.grad = torch.randn(a.shape, generator=gen)
+            b.grad = a.grad.clone()
+        fused.step(), plain.step(), fused_schedule.step(), plain_schedule.step()
+    moved = 0.0
+    for a, b, start in zip(fused_model.parameters(), plain_model.parameters(), _model().parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        moved = max(moved, float((a - start).abs().max()))
+    assert moved > 0.01
+
+
+@pytest.mark.filterwarnings("ignore:Complex modules")
+def test_adam_falls_back_to_the_default_where_fused_adam_does_not_apply():
+    model = torch.nn.Linear(3, 2).to(torch.complex64)
+    opt, _ = build_optimizer(model, TrainConfig(lr_schedule="constant"), total_steps=1)
+    assert not opt.defaults["fused"]
+    before = model.weight.detach().clone()
+    model(torch.ones(1, 3, dtype=torch.complex64)).abs().sum().backward()
+    opt.step()
+    assert not torch.equal(before, model.weight)
+
+
 @pytest.mark.parametrize("schedule", ["constant", "cosine"])
 def test_fit_learns_a_separable_task(schedule):
     x, y = _quadrant_data(256)

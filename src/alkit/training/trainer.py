@@ -146,10 +146,25 @@ class _LabeledSet:
             yield in_layout(self.resident[0][pos], self.channels_last), self.resident[1][pos]
 
 
+FUSED_ADAM_DEVICES = ("cpu", "cuda")
+
+
+def fused_adam_applies(params: list[torch.Tensor]) -> bool:
+    """Whether PyTorch's fused Adam can update ``params``: floating-point tensors on a CPU or a GPU.
+
+    Fused Adam updates every parameter in one kernel per step, where the default runs several passes per
+    parameter tensor (on a CPU) or several multi-tensor launches (on a GPU); the update rule is the same.
+    """
+    return all(p.is_floating_point() and p.device.type in FUSED_ADAM_DEVICES for p in params)
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig, total_steps: int
                     ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
-    """Adam with ``cfg``'s learning rate and weight decay, and the per-step schedule (None if constant)."""
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """Adam with ``cfg``'s learning rate and weight decay, fused where it applies, and the per-step
+    schedule (None if constant)."""
+    params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           fused=True if fused_adam_applies(params) else None)
     if cfg.lr_schedule == "cosine":
         return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total_steps))
     return opt, None

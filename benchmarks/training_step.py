@@ -35,6 +35,7 @@ from alkit.models import ReferenceCNN
 from alkit.models.device import cpu_has_native_bf16, onednn_isa_cap, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
+from alkit.models import seeded
 from alkit.training import trainer
 from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
 from benchmarks.common import cap_words, device_key, save_result, table
@@ -74,21 +75,31 @@ def default_layout(device: torch.device) -> str:
     return "channels-last" if device.type == "cpu" else "NCHW"
 
 
-UNFUSED = ", PyTorch's default Adam (not fused)"
+def bernoulli_mask(x: torch.Tensor, keep: float, generator: torch.Generator) -> torch.Tensor:
+    """Dropout's keep mask as alkit drew it before ``keep_mask``: ``bernoulli_`` in ``x``'s dtype."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(keep, generator=generator)
 
 
-def adam(fused: bool) -> contextlib.AbstractContextManager:
-    """alkit's optimizer as it is (fused Adam where it applies), or PyTorch's default Adam, alkit's before."""
-    if fused:
-        return contextlib.nullcontext()
-    return mock.patch.object(trainer, "fused_adam_applies", lambda params: False)
+LEVERS = {  # a lever of alkit's step -> (row suffix with it off, the patch that turns it off)
+    "adam": (", PyTorch's default Adam (not fused)",
+             lambda: mock.patch.object(trainer, "fused_adam_applies", lambda params: False)),
+    "masks": (", bernoulli_ dropout masks", lambda: mock.patch.object(seeded, "keep_mask", bernoulli_mask)),
+}
+
+
+def levers_off(off: tuple[str, ...]) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    for lever in off:
+        stack.enter_context(LEVERS[lever][1]())
+    return stack
 
 
 def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device, cfg: TrainConfig,
-                precision: str, layout: str, seed: int, fused: bool = True) -> int:
+                precision: str, layout: str, seed: int, off: tuple[str, ...] = ()) -> int:
+    """alkit's ``fit``, with the levers named in ``off`` turned back to what alkit did before them."""
     model = ReferenceCNN(ds.image_shape, ds.num_classes)
     init_weights(model, torch_generator(seed, 0, "init"))
-    with adam(fused):
+    with levers_off(off):
         fit(model, ds.x_train, ds.y_train, labeled, cfg, norm, device, precision, numpy_rng(seed, 0, "batches"),
             torch_generator(seed, 0, "dropout", device), channels_last=LAYOUTS[layout])
     if device.type == "cuda":
@@ -96,19 +107,20 @@ def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device,
     return training_epochs(len(labeled), cfg) * steps_per_epoch(len(labeled), cfg.batch_size)
 
 
-def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int, bool]]:
-    """Row name -> (precision, batch layout, batch, fused Adam)."""
+def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, str, int, tuple[str, ...]]]:
+    """Row name -> (precision, batch layout, batch, levers turned off)."""
     out = {}
     precisions = ("fp32", "bf16") if native_bf16 else ("fp32",)
+    layout = default_layout(device)
     for precision in precisions:
-        for layout in LAYOUTS:
-            out[f"alkit fit, {precision}, {layout} batches, batch 64"] = (precision, layout, 64, True)
+        for each in LAYOUTS:
+            out[f"alkit fit, {precision}, {each} batches, batch 64"] = (precision, each, 64, ())
     for precision in precisions:
-        out[f"alkit fit, {precision}, {default_layout(device)} batches, batch 64{UNFUSED}"] = (
-            precision, default_layout(device), 64, False)
+        for off in [(lever,) for lever in LEVERS] + [tuple(LEVERS)]:
+            name = f"alkit fit, {precision}, {layout} batches, batch 64" + "".join(LEVERS[k][0] for k in off)
+            out[name] = (precision, layout, 64, off)
     for precision in precisions:
-        out[f"alkit fit, {precision}, {default_layout(device)} batches, batch 128"] = (
-            precision, default_layout(device), 128, True)
+        out[f"alkit fit, {precision}, {layout} batches, batch 128"] = (precision, layout, 128, ())
     return out
 
 
@@ -137,9 +149,9 @@ def main() -> None:
             if name == PLAIN:
                 steps = plain_steps(ds, labeled, norm, device, 64, args.epochs, turn)
             else:
-                precision, layout, batch, fused = rows[name]
+                precision, layout, batch, off = rows[name]
                 cfg = TrainConfig(epochs=args.epochs, batch_size=batch, min_steps=0, bn_recalibration=False).validate()
-                steps = alkit_steps(ds, labeled, norm, device, cfg, precision, layout, turn, fused)
+                steps = alkit_steps(ds, labeled, norm, device, cfg, precision, layout, turn, off)
             per_step = (time.perf_counter() - t0) / steps
             batch = 64 if name == PLAIN else rows[name][2]
             best[name] = min(best.get(name, float("inf")), per_step / batch)  # seconds per image
@@ -163,7 +175,8 @@ def main() -> None:
         print(c)
     metrics = {"device": device.type, "isa_cap": isa_cap, "default": default,
                "default_vs_plain": best[PLAIN] / best[default], "default_vs_fp32": base / best[default],
-               "fused_adam_gain": best[default + UNFUSED] / best[default],
+               "lever_gains": {lever: best[default + LEVERS[lever][0]] / best[default] for lever in LEVERS},
+               "gain_over_before": best[default + "".join(v[0] for v in LEVERS.values())] / best[default],
                "rows": {name: {"images_per_s": 1 / best[name], "vs_plain": best[PLAIN] / best[name]}
                         for name in [PLAIN, *rows]}}
     if not args.smoke:

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from alkit.models import ReferenceCNN, count_parameters, resolve_device, resolve_precision, summary
-from alkit.models.seeded import SeededDropout, init_weights, same_device, set_dropout_generator
+from alkit.models.seeded import SeededDropout, init_weights, keep_mask, same_device, set_dropout_generator
 from alkit.errors import ConfigError
 
 
@@ -78,6 +78,30 @@ def test_seeded_dropout_uses_its_generator_not_global_rng() -> None:
     assert torch.equal(first, drop(x))
     assert set(first.unique().tolist()) == {0.0, 2.0}
     assert torch.equal(drop.eval()(x), x)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_keep_masks_keep_each_entry_with_probability_keep_in_the_inputs_dtype_whatever_its_layout(dtype) -> None:
+    x = torch.ones(50, 32, 25, 25, dtype=dtype).contiguous(memory_format=torch.channels_last)
+    mask = keep_mask(x, 0.75, torch.Generator().manual_seed(0))
+    assert mask.dtype == dtype and mask.stride() == x.stride()
+    assert torch.equal(mask, keep_mask(x.contiguous(), 0.75, torch.Generator().manual_seed(0)))
+    assert set(mask.unique().tolist()) == {0.0, 1.0}
+    assert abs(float(mask.float().mean()) - 0.75) < 0.002  # 1,000,000 draws: the standard error is 0.0004
+    per_channel = mask.float().mean(dim=(0, 2, 3))
+    assert float(per_channel.min()) > 0.73 and float(per_channel.max()) < 0.77
+    again = keep_mask(x, 0.75, torch.Generator().manual_seed(0))
+    assert torch.equal(mask, again)
+    assert not torch.equal(mask, keep_mask(x, 0.75, torch.Generator().manual_seed(1)))
+
+
+def test_seeded_dropout_scales_kept_entries_by_one_over_keep_in_the_inputs_dtype() -> None:
+    x = torch.full((4000,), 0.078125, dtype=torch.bfloat16)  # x / 0.75 rounds differently from x * bf16(1 / 0.75)
+    out = SeededDropout(0.25).train()
+    set_dropout_generator(out, torch.Generator().manual_seed(2))
+    y = out(x)
+    assert y.dtype == torch.bfloat16
+    assert set(y.unique().tolist()) == {0.0, float(torch.tensor(0.078125 / 0.75).to(torch.bfloat16))}
 
 
 def test_device_and_precision_resolution() -> None:

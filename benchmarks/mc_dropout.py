@@ -28,6 +28,7 @@ from alkit.training.config import TrainConfig
 from alkit.training.inference import mc_dropout_logits, predict_logits
 from alkit.training.trainer import Normalizer
 from benchmarks.common import device_key, save_result, table
+from benchmarks.levers import levers_off, suffix
 
 
 def main() -> None:
@@ -52,6 +53,13 @@ def main() -> None:
             # nn.Sequential(model) hides stem()/after_stem(): whole passes per sample
             "MC-dropout, whole passes per sample": lambda: mc_dropout_logits(
                 nn.Sequential(model), x, None, norm, dev, args.samples, torch_generator(0, 1, "mc", dev), 1, batch)}
+    before = "MC-dropout, stem once per batch (alkit)" + suffix(("masks",))
+
+    def with_bernoulli_masks() -> np.ndarray:
+        with levers_off(("masks",)):
+            return arms["MC-dropout, stem once per batch (alkit)"]()
+
+    arms[before] = with_bernoulli_masks
     seconds: dict[str, list[float]] = {name: [] for name in arms}
     outputs: dict[str, Any] = {}
     for _ in range(args.turns):
@@ -77,12 +85,14 @@ def main() -> None:
         "to whole passes per sample.",
         table(["variant", "seconds (best)", "in eval passes", "image-samples/s", "every turn (s)"], rows,
               [None, ".2f", ".1f", None, None]),
-        f"Stem once per batch vs whole passes: **{best[whole] / best[stem]:.2f}x** faster."]
+        f"Stem once per batch vs whole passes: **{best[whole] / best[stem]:.2f}x** faster. alkit's dropout masks "
+        f"(float32 uniforms against the keep rate) vs `bernoulli_` masks: {best[before] / best[stem]:.2f}x."]
     print("\n".join(b if isinstance(b, str) else str(b) for b in blocks))
     if not identical:
         raise SystemExit("the stem split changed the MC-dropout samples")
     if not args.smoke:
-        metrics = {"speedup": best[whole] / best[stem], "identical": identical, "samples": args.samples,
+        metrics = {"speedup": best[whole] / best[stem], "masks_gain": best[before] / best[stem],
+                   "identical": identical, "samples": args.samples,
                    "passes": {"stem": best[stem] / one_pass, "whole": best[whole] / one_pass}}
         save_result(device_key("mc-dropout", dev), "mc_dropout", "MC-dropout samples: the stem once per batch",
                     blocks, metrics)

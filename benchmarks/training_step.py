@@ -21,9 +21,7 @@ emulated bf16 step is several times slower than fp32, and alkit never trains in 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
-from unittest import mock
 
 import numpy as np
 import torch
@@ -35,10 +33,9 @@ from alkit.models import ReferenceCNN
 from alkit.models.device import cpu_has_native_bf16, onednn_isa_cap, resolve_device, resolve_precision
 from alkit.models.seeded import init_weights
 from alkit.training.config import TrainConfig
-from alkit.models import seeded
-from alkit.training import trainer
 from alkit.training.trainer import Normalizer, fit, steps_per_epoch, training_epochs
 from benchmarks.common import cap_words, device_key, save_result, table
+from benchmarks.levers import LEVERS, levers_off, suffix
 
 PLAIN = "plain loop step (fp32, NCHW, float images prepared once)"
 
@@ -75,25 +72,6 @@ def default_layout(device: torch.device) -> str:
     return "channels-last" if device.type == "cpu" else "NCHW"
 
 
-def bernoulli_mask(x: torch.Tensor, keep: float, generator: torch.Generator) -> torch.Tensor:
-    """Dropout's keep mask as alkit drew it before ``keep_mask``: ``bernoulli_`` in ``x``'s dtype."""
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device).bernoulli_(keep, generator=generator)
-
-
-LEVERS = {  # a lever of alkit's step -> (row suffix with it off, the patch that turns it off)
-    "adam": (", PyTorch's default Adam (not fused)",
-             lambda: mock.patch.object(trainer, "fused_adam_applies", lambda params: False)),
-    "masks": (", bernoulli_ dropout masks", lambda: mock.patch.object(seeded, "keep_mask", bernoulli_mask)),
-}
-
-
-def levers_off(off: tuple[str, ...]) -> contextlib.ExitStack:
-    stack = contextlib.ExitStack()
-    for lever in off:
-        stack.enter_context(LEVERS[lever][1]())
-    return stack
-
-
 def alkit_steps(ds, labeled: np.ndarray, norm: Normalizer, device: torch.device, cfg: TrainConfig,
                 precision: str, layout: str, seed: int, off: tuple[str, ...] = ()) -> int:
     """alkit's ``fit``, with the levers named in ``off`` turned back to what alkit did before them."""
@@ -117,7 +95,7 @@ def variants(device: torch.device, native_bf16: bool) -> dict[str, tuple[str, st
             out[f"alkit fit, {precision}, {each} batches, batch 64"] = (precision, each, 64, ())
     for precision in precisions:
         for off in [(lever,) for lever in LEVERS] + [tuple(LEVERS)]:
-            name = f"alkit fit, {precision}, {layout} batches, batch 64" + "".join(LEVERS[k][0] for k in off)
+            name = f"alkit fit, {precision}, {layout} batches, batch 64" + suffix(off)
             out[name] = (precision, layout, 64, off)
     for precision in precisions:
         out[f"alkit fit, {precision}, {layout} batches, batch 128"] = (precision, layout, 128, ())
@@ -175,8 +153,8 @@ def main() -> None:
         print(c)
     metrics = {"device": device.type, "isa_cap": isa_cap, "default": default,
                "default_vs_plain": best[PLAIN] / best[default], "default_vs_fp32": base / best[default],
-               "lever_gains": {lever: best[default + LEVERS[lever][0]] / best[default] for lever in LEVERS},
-               "gain_over_before": best[default + "".join(v[0] for v in LEVERS.values())] / best[default],
+               "lever_gains": {lever: best[default + suffix((lever,))] / best[default] for lever in LEVERS},
+               "gain_over_before": best[default + suffix(tuple(LEVERS))] / best[default],
                "rows": {name: {"images_per_s": 1 / best[name], "vs_plain": best[PLAIN] / best[name]}
                         for name in [PLAIN, *rows]}}
     if not args.smoke:

@@ -1,4 +1,5 @@
-"""Training-step speed: alkit's ``fit`` per precision, memory layout and batch size, against a plain step.
+"""Training-step speed: alkit's ``fit`` per precision, memory layout and batch size, and with each of its speed
+levers (``benchmarks/levers.py``) turned off, against a plain step.
 
 Every variant trains the reference CNN on the same random Fashion-MNIST labels through alkit's own ``fit``
 (uint8 batches standardised on the fly, seeded dropout, the cosine schedule), with the step floor and

@@ -36,8 +36,8 @@ class SeededDropout(nn.Module):
 def keep_mask(x: torch.Tensor, keep: float, generator: torch.Generator) -> torch.Tensor:
     """A 0/1 mask shaped like ``x``, in ``x``'s dtype, each entry 1 with probability ``keep``.
 
-    Float32 uniforms compared with ``keep``: on a CPU several times faster than ``bernoulli_``
-    (BENCHMARKS.md, ``training-step-*``), with the same distribution. 4-D masks are drawn in channels-last
+    Float32 uniforms compared with ``keep``: on a CPU about twice as fast as ``bernoulli_``, with the same
+    distribution (BENCHMARKS.md, ``training-step-*`` and ``mc-dropout-*``). 4-D masks are drawn in channels-last
     order, the CPU's training layout, whatever ``x``'s layout, so NCHW and channels-last batches of the same
     images get the same masks.
     """

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -130,9 +131,9 @@ def low_budget_study(args: argparse.Namespace) -> None:
     key = f"recipe-low-budget-{args.dataset}" + (f"-{args.tag}" if args.tag else "")
     work = Path(f"runs/{key}.jsonl")
     if args.smoke:
-        labels, steps, seeds, work = (20,), [0, 20], [0], Path("runs/recipe-low-budget-smoke.jsonl")
+        scratch = tempfile.TemporaryDirectory(prefix="alkit-recipe-smoke-")  # removed when the study returns
+        labels, steps, seeds, work = (20,), [0, 20], [0], Path(scratch.name) / "cells.jsonl"
         augments = [False, True]
-        work.unlink(missing_ok=True)
         ds.x_test, ds.y_test = ds.x_test[:500], ds.y_test[:500]
     norm = Normalizer(*ds.channel_stats())
     work.parent.mkdir(parents=True, exist_ok=True)

@@ -47,17 +47,18 @@ def main() -> None:
     model = ReferenceCNN(ds.image_shape, 10).to(dev)
     init_weights(model, torch_generator(0, 0, "init"))
     batch = TrainConfig().eval_batch_for(dev, model, ds.image_shape)
+    stem, whole = "MC-dropout, stem once per batch (alkit)", "MC-dropout, whole passes per sample"
     arms = {"eval pass (fp32, no dropout)": lambda: predict_logits(model, x, None, norm, dev, "fp32", batch),
-            "MC-dropout, stem once per batch (alkit)": lambda: mc_dropout_logits(
+            stem: lambda: mc_dropout_logits(
                 model, x, None, norm, dev, args.samples, torch_generator(0, 1, "mc", dev), 1, batch),
             # nn.Sequential(model) hides stem()/after_stem(): whole passes per sample
-            "MC-dropout, whole passes per sample": lambda: mc_dropout_logits(
+            whole: lambda: mc_dropout_logits(
                 nn.Sequential(model), x, None, norm, dev, args.samples, torch_generator(0, 1, "mc", dev), 1, batch)}
-    before = "MC-dropout, stem once per batch (alkit)" + suffix(("masks",))
+    before = stem + suffix(("masks",))
 
     def with_bernoulli_masks() -> np.ndarray:
         with levers_off(("masks",)):
-            return arms["MC-dropout, stem once per batch (alkit)"]()
+            return arms[stem]()
 
     arms[before] = with_bernoulli_masks
     seconds: dict[str, list[float]] = {name: [] for name in arms}
@@ -73,7 +74,6 @@ def main() -> None:
             seconds[name].append(time.perf_counter() - t0)
     best = {name: min(v) for name, v in seconds.items()}
     one_pass = best["eval pass (fp32, no dropout)"]
-    stem, whole = "MC-dropout, stem once per batch (alkit)", "MC-dropout, whole passes per sample"
     identical = bool(np.array_equal(outputs[stem], outputs[whole]))
     rows = [[name, best[name], best[name] / one_pass,
              f"{args.pool * (args.samples if name != next(iter(arms)) else 1) / best[name]:,.0f}",
